@@ -1,0 +1,190 @@
+import { readFileSync, existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+import { GatewayError } from './errors.js';
+import { boolean, duration, optionalString, optionalUrl, port, positiveInt } from './config-types.js';
+import { smsConfig } from './channels/sms/config.js';
+import { mailboxConfig } from './channels/mailbox/config.js';
+import { wechatConfig } from './channels/wechat/config.js';
+import { weiboConfig } from './channels/weibo/config.js';
+import { telegramConfig } from './channels/telegram/config.js';
+
+/**
+ * Configuration has one name per setting, the same in `config/default.json`, in the
+ * file named by GATEWAY_CONFIG and in the environment (later wins). It is parsed
+ * once, here; the rest of the code receives the typed object.
+ */
+const coreConfig = {
+  AMQP_URL: z.string().refine((v) => /^amqps?:\/\//.test(v), 'expected an amqp:// or amqps:// URL'),
+  HTTP_PORT: port(),
+  HTTP_HOST: z.string().min(1),
+  DATA_DIR: z.string().min(1),
+  /** `postgres://…` shared store for several instances; absent = SQLite in DATA_DIR. */
+  DATABASE_URL: optionalUrl('postgres', 'postgresql'),
+  DEADLINE_MESSAGE: duration(),
+  DEADLINE_MAILBOX: duration(),
+  DEADLINE_WARNING_RATIO: z.coerce.number().gt(0).lt(1),
+  /** Local time zone of the hotline: ticket numbers count per local day. */
+  TIMEZONE: z.string().refine((tz) => {
+    try {
+      new Intl.DateTimeFormat('en', { timeZone: tz });
+      return true;
+    } catch {
+      return false;
+    }
+  }, 'expected an IANA time zone such as Asia/Shanghai'),
+  /** `name:key,name:key` for the app API and Open311. */
+  APP_API_KEYS: z
+    .string()
+    .default('')
+    .transform((v, ctx) => {
+      const keys = new Map<string, string>();
+      for (const pair of v.split(',').map((p) => p.trim()).filter(Boolean)) {
+        const i = pair.indexOf(':');
+        if (i <= 0 || i === pair.length - 1) {
+          ctx.addIssue({ code: 'custom', message: 'expected comma-separated name:key pairs' });
+          return z.NEVER;
+        }
+        keys.set(pair.slice(i + 1), pair.slice(0, i));
+      }
+      return keys; // key → client name
+    }),
+  /** Requests per second per API key. */
+  APP_RATE_LIMIT: positiveInt(),
+  HTTP_BODY_LIMIT: positiveInt(),
+  HTTP_JSON_LIMIT: positiveInt(),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+  /** SQLite synchronous mode: `full` survives power loss, `normal` survives process crashes only. */
+  STORE_SYNC: z.enum(['full', 'normal']),
+  /** Unconfirmed publishes in flight at most. */
+  PUBLISH_WINDOW: positiveInt(),
+  /** Outbox depth above which channels pause reading upstream (SMPP, IMAP) and /readyz says so. */
+  OUTBOX_HIGH_WATER: positiveInt(),
+  /** Longest wait between broker reconnect attempts. */
+  AMQP_RECONNECT_MAX: duration(),
+  /** An earlier ticket of the same citizen within this window, on the same matter, makes a new one `repeatOf` it. */
+  REPEAT_WINDOW: duration(),
+  /** Outgoing replies and receipts: attempts before `reply.failed`. */
+  SEND_MAX_ATTEMPTS: positiveInt(),
+  /** Largest attachment kept, bytes. */
+  ATTACHMENT_MAX_BYTES: positiveInt(),
+  /** Time the shutdown path gives in-flight work before it closes anyway. */
+  SHUTDOWN_GRACE: duration(),
+  /** Receipt text; `{number}` and `{deadline}` are filled in. */
+  RECEIPT_TEMPLATE_ZH: z.string().min(1),
+  RECEIPT_TEMPLATE_EN: z.string().min(1),
+  /** Answer to a message with no content and no attachment. */
+  EMPTY_NOTICE_ZH: z.string().min(1),
+  /** Public base URL of the gateway, used in links sent to citizens; empty = relative. */
+  PUBLIC_URL: optionalString(),
+  /** Classification rules (categories, emergencies, out of scope); empty = config/rules.json. */
+  RULES_FILE: optionalString(),
+  /** Serve Prometheus metrics on /metrics. */
+  METRICS: boolean(),
+};
+
+export const ConfigSchema = z.object({
+  ...coreConfig,
+  ...smsConfig,
+  ...mailboxConfig,
+  ...wechatConfig,
+  ...weiboConfig,
+  ...telegramConfig,
+});
+export type Config = z.infer<typeof ConfigSchema>;
+export type ConfigInput = Partial<Record<keyof z.input<typeof ConfigSchema>, unknown>>;
+
+export const CONFIG_KEYS = Object.keys(ConfigSchema.shape) as (keyof Config)[];
+
+/** Settings whose values never appear in logs or error messages. */
+const SECRET = /(SECRET|TOKEN|PASSWORD|API_KEYS|AES_KEY)$/;
+export function isSecretKey(key: string): boolean {
+  return SECRET.test(key);
+}
+
+function maskValue(key: string, value: unknown): string {
+  if (isSecretKey(key)) return '"***"';
+  if (typeof value === 'string' && /^[a-z]+:\/\/[^/]*@/.test(value)) {
+    return JSON.stringify(value.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@'));
+  }
+  return JSON.stringify(value);
+}
+
+export function projectRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    if (existsSync(join(dir, 'config', 'default.json'))) return dir;
+    dir = dirname(dir);
+  }
+  return process.cwd();
+}
+
+function readJson(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new GatewayError('CONFIG_INVALID', `cannot read config file ${path}: ${(err as Error).message}`);
+  }
+  try {
+    const parsed = JSON.parse(text) as unknown;
+    if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not a JSON object');
+    return parsed as Record<string, unknown>;
+  } catch (err) {
+    throw new GatewayError('CONFIG_INVALID', `config file ${path} is not a JSON object: ${(err as Error).message}`);
+  }
+}
+
+/** Drop documentation entries (`//…` keys) from a config file. */
+function settingsOnly(obj: Record<string, unknown>, path: string): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(obj)) {
+    if (k.startsWith('//') || k === '$comment') continue;
+    if (!(k in ConfigSchema.shape)) {
+      throw new GatewayError('CONFIG_INVALID', `unknown setting ${k} in ${path}`);
+    }
+    out[k] = v;
+  }
+  return out;
+}
+
+/**
+ * Merge default.json ← GATEWAY_CONFIG file ← environment ← overrides, then validate.
+ * An invalid value throws CONFIG_INVALID naming the key, the value and what is allowed.
+ */
+export function loadConfig(env: Record<string, string | undefined>, overrides: ConfigInput = {}): Config {
+  const defaultsPath = join(projectRoot(), 'config', 'default.json');
+  const merged: Record<string, unknown> = settingsOnly(readJson(defaultsPath), defaultsPath);
+  const extra = env.GATEWAY_CONFIG;
+  if (extra) {
+    const p = resolve(extra);
+    Object.assign(merged, settingsOnly(readJson(p), p));
+  }
+  for (const key of CONFIG_KEYS) {
+    const v = env[key];
+    if (v !== undefined) merged[key] = v;
+  }
+  for (const [k, v] of Object.entries(overrides)) if (v !== undefined) merged[k] = v;
+
+  const result = ConfigSchema.safeParse(merged);
+  if (!result.success) {
+    const lines = result.error.issues.map((issue) => {
+      const key = String(issue.path[0] ?? '?');
+      return `${key} = ${maskValue(key, merged[key])}: ${issue.message}`;
+    });
+    throw new GatewayError('CONFIG_INVALID', `invalid configuration: ${lines.join('; ')}`);
+  }
+  return result.data;
+}
+
+/** The configuration as it may be logged: secrets masked, credentials in URLs hidden. */
+export function describeConfig(config: Config): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const key of CONFIG_KEYS) {
+    const v = config[key];
+    if (v === undefined) continue;
+    out[key] = v instanceof Map ? `${v.size} keys` : maskValue(key, v);
+  }
+  return out;
+}

@@ -1,0 +1,100 @@
+import type { Logger } from 'pino';
+import type { Clock } from '../clock.js';
+import type { SqliteStore } from '../store/sqlite.js';
+import type { Metrics } from '../metrics.js';
+import type { Ticket } from '../ticket.js';
+import { ticketEvent } from '../publish/messages.js';
+import { errorMessage } from '../errors.js';
+
+const BATCH = 500;
+// setTimeout cannot wait longer than 2^31-1 ms; re-arm at most hourly.
+const MAX_SLEEP = 3_600_000;
+
+/**
+ * Deadlines are rows with a due time. One timer sleeps until the earliest row;
+ * when it fires, every due row is turned into an outbox event and deleted in the
+ * same transaction, so each event fires once, also across restarts: rows that
+ * fell due while the gateway was down fire at start. A warning whose breach is
+ * already due too is dropped (the breach says more). A reply deletes the rows,
+ * which cancels whatever has not fired.
+ */
+export class DeadlineScheduler {
+  private timer: NodeJS.Timeout | null = null;
+  private armedFor: number | null = null;
+  private running = false;
+  private stopped = false;
+
+  constructor(
+    private readonly store: SqliteStore,
+    private readonly clock: Clock,
+    private readonly logger: Logger,
+    private readonly metrics: Metrics,
+  ) {}
+
+  start(): void {
+    void this.fire();
+  }
+
+  /** A deadline row with this due time was committed. */
+  noteDue(dueAt: number): void {
+    if (this.stopped) return;
+    if (this.armedFor === null || dueAt < this.armedFor) this.arm(dueAt);
+  }
+
+  private arm(dueAt: number): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.armedFor = dueAt;
+    const delay = Math.max(0, Math.min(dueAt - this.clock.now(), MAX_SLEEP));
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.armedFor = null;
+      void this.fire();
+    }, delay);
+  }
+
+  private async fire(): Promise<void> {
+    if (this.running || this.stopped) return;
+    this.running = true;
+    try {
+      for (;;) {
+        const now = this.clock.now();
+        const due = this.store.dueDeadlines(now, BATCH);
+        if (due.length === 0) break;
+        const fired = await this.store.run(() => {
+          let n = 0;
+          for (const d of due) {
+            if (!this.store.deleteDeadline(d.ticket_id, d.kind)) continue; // cancelled by a reply meanwhile
+            const row = this.store.getTicketRow(d.ticket_id);
+            if (!row) continue;
+            if (d.kind === 'warning' && row.respond_by <= now) continue;
+            const t = JSON.parse(row.body) as Ticket;
+            const event = d.kind === 'warning' ? 'deadline.warning' : 'deadline.breached';
+            this.store.addOutbox(ticketEvent(event, t, { ticketId: t.id, number: t.number, respondBy: t.deadline.respondBy, at: new Date(now).toISOString() }), now);
+            if (d.kind === 'breach') this.store.setBreached(t.id);
+            this.metrics.deadlineEvents.inc({ kind: d.kind === 'warning' ? 'warning' : 'breached' });
+            this.metrics.deadlineLag.observe(Math.max(0, now - d.due_at) / 1000);
+            n++;
+          }
+          return n;
+        });
+        if (fired > 0) this.logger.info({ fired }, 'deadline events fired');
+        if (due.length < BATCH) break;
+      }
+    } catch (err) {
+      this.logger.error({ err: errorMessage(err) }, 'deadline scheduler failed; retrying in 1 s');
+      this.running = false;
+      this.arm(this.clock.now() + 1000);
+      return;
+    }
+    this.running = false;
+    if (this.stopped) return;
+    const next = this.store.nextDeadline();
+    if (next !== null) this.arm(next);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+}

@@ -1,0 +1,245 @@
+import express from 'express';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { ConsumeMessage } from 'amqplib';
+import { z } from 'zod';
+import type { Config } from './config.js';
+import { describeConfig, projectRoot } from './config.js';
+import { systemClock, type Clock } from './clock.js';
+import type { Channel, ChannelAdapter } from './channels/types.js';
+import { buildAdapters } from './channels/index.js';
+import { SqliteStore } from './store/sqlite.js';
+import { AttachmentStore } from './store/attachments.js';
+import { IntakeService } from './intake.js';
+import { Broker, redact } from './publish/broker.js';
+import { replyFailed } from './publish/messages.js';
+import { DeadlineScheduler } from './deadlines/scheduler.js';
+import { OutboundDispatcher } from './outbound.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { loadRules } from './normalize/rules.js';
+import { apiRouter, ReplyRequest } from './http/api.js';
+import { keyLookup } from './http/auth.js';
+import { errorHandler, sendError } from './http/errors.js';
+import { ticketJsonSchema } from './ticket.js';
+import { createLogger } from './log.js';
+import { GatewayError, errorMessage } from './errors.js';
+
+export interface GatewayOptions {
+  clock?: Clock;
+  logger?: Logger;
+  /** Replace the adapters built from configuration (tests, benchmarks). */
+  adapters?: ChannelAdapter[];
+}
+
+const ReplyMessage = ReplyRequest.extend({ ticketId: z.string().min(1) });
+
+/**
+ * Wiring and the one shutdown path. Everything with a lifetime is started in
+ * `start()` and stopped in `stop()`, in the order that keeps the promise:
+ * stop taking input, finish what was taken, wait for broker confirms, close.
+ */
+export class Gateway {
+  readonly store: SqliteStore;
+  readonly attachments: AttachmentStore;
+  readonly intake: IntakeService;
+  readonly broker: Broker;
+  readonly deadlines: DeadlineScheduler;
+  readonly outbound: OutboundDispatcher;
+  readonly metrics: Metrics;
+  readonly adapters: ChannelAdapter[];
+  readonly logger: Logger;
+  readonly app: express.Express;
+  private server: Server | null = null;
+  private closing = false;
+  private stopPromise: Promise<void> | null = null;
+  private readonly clock: Clock;
+
+  constructor(
+    readonly config: Config,
+    opts: GatewayOptions = {},
+  ) {
+    this.clock = opts.clock ?? systemClock;
+    this.logger = opts.logger ?? createLogger(config.LOG_LEVEL);
+    this.metrics = createMetrics();
+    this.store = new SqliteStore(config.DATA_DIR, { sync: config.STORE_SYNC });
+    this.attachments = new AttachmentStore(config.DATA_DIR, config.ATTACHMENT_MAX_BYTES);
+    const rules = loadRules(config.RULES_FILE ?? join(projectRoot(), 'config', 'rules.json'));
+    this.intake = new IntakeService(this.store, this.attachments, config, rules, this.clock, this.logger, this.metrics);
+    this.adapters = opts.adapters ?? buildAdapters(config, this.logger);
+    for (const a of this.adapters) if (a.receiptMode === 'active') this.intake.activeReceipts.add(a.channel);
+
+    this.broker = new Broker(
+      this.store,
+      { url: config.AMQP_URL, window: config.PUBLISH_WINDOW, reconnectMaxMs: config.AMQP_RECONNECT_MAX, onReply: (m) => this.onReplyMessage(m) },
+      this.logger,
+      this.metrics,
+    );
+    this.store.onOutbox = () => this.broker.wake();
+    this.deadlines = new DeadlineScheduler(this.store, this.clock, this.logger, this.metrics);
+    this.outbound = new OutboundDispatcher(
+      this.store,
+      new Map(this.adapters.map((a) => [a.channel, a] as [Channel, ChannelAdapter])),
+      config,
+      this.clock,
+      this.logger,
+      this.metrics,
+    );
+    this.intake.hooks = { deadlineAdded: (t) => this.deadlines.noteDue(t), outboundAdded: () => this.outbound.wake() };
+    this.app = this.buildApp();
+  }
+
+  private buildApp(): express.Express {
+    const app = express();
+    app.disable('x-powered-by');
+    app.set('trust proxy', 'loopback');
+    app.use((_req, res, next) => {
+      if (!this.closing) return next();
+      res.setHeader('Connection', 'close');
+      sendError(res, 503, 'SHUTTING_DOWN', 'gateway is shutting down');
+    });
+    app.get('/healthz', (_req, res) => {
+      res.json({ status: 'alive' });
+    });
+    app.get('/readyz', (_req, res) => {
+      const r = this.readiness();
+      res.status(r.ready ? 200 : 503).json(r);
+    });
+    if (this.config.METRICS) {
+      app.get('/metrics', async (_req, res) => {
+        this.metrics.outboxDepth.set(this.store.outboxDepth());
+        this.metrics.openDeadlines.set(this.store.openDeadlines());
+        res.setHeader('Content-Type', this.metrics.registry.contentType);
+        res.send(await this.metrics.registry.metrics());
+      });
+    }
+    app.get('/schema/ticket.v1.json', (_req, res) => {
+      res.setHeader('Content-Type', 'application/schema+json');
+      res.send(JSON.stringify(ticketJsonSchema(), null, 2));
+    });
+    return app;
+  }
+
+  readiness(): { ready: boolean; reasons: string[]; store: string; broker: 'up' | 'down'; backlog: number; channels: Record<string, unknown> } {
+    const reasons: string[] = [];
+    if (this.closing) reasons.push('shutting down');
+    const storeErr = this.store.isClosed ? new GatewayError('STORE_CLOSED', 'store is closed') : this.store.probeWrite(this.clock.now());
+    if (storeErr) reasons.push(`store unusable: ${storeErr.message}`);
+    const channels: Record<string, unknown> = {};
+    for (const a of this.adapters) channels[a.channel] = a.status?.() ?? { on: true };
+    return {
+      ready: reasons.length === 0,
+      reasons,
+      store: storeErr ? 'unusable' : 'ok',
+      broker: this.broker.state,
+      backlog: this.store.isClosed ? 0 : this.store.outboxDepth(),
+      channels,
+    };
+  }
+
+  private async onReplyMessage(msg: ConsumeMessage): Promise<void> {
+    let body: unknown;
+    try {
+      body = JSON.parse(msg.content.toString('utf8'));
+    } catch {
+      body = null;
+    }
+    const parsed = ReplyMessage.safeParse(body);
+    if (!parsed.success) {
+      await this.rejectReply(null, typeof (body as { replyId?: unknown })?.replyId === 'string' ? (body as { replyId: string }).replyId : msg.properties.messageId ?? 'unknown', {
+        code: 'INPUT_INVALID',
+        message: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '),
+      });
+      return;
+    }
+    const { ticketId, replyId, text } = parsed.data;
+    try {
+      await this.intake.addReply(ticketId, replyId, text);
+    } catch (err) {
+      if (err instanceof GatewayError && err.code === 'NOT_FOUND') {
+        await this.rejectReply(ticketId, replyId, { code: 'NOT_FOUND', message: `no ticket ${ticketId}` });
+        return;
+      }
+      throw err;
+    }
+  }
+
+  private async rejectReply(ticketId: string | null, replyId: string, error: { code: string; message: string }): Promise<void> {
+    this.logger.warn({ ticketId, replyId, ...error }, 'reply from tickets.replies refused');
+    await this.store.run(() =>
+      this.store.addOutbox({ ...replyFailed(null, 'app', { ticketId, replyId, error }), routingKey: 'reply.failed.unknown' }, this.clock.now()),
+    );
+  }
+
+  get port(): number {
+    return (this.server?.address() as AddressInfo | null)?.port ?? 0;
+  }
+
+  async start(): Promise<void> {
+    this.logger.info({ config: describeConfig(this.config) }, 'starting');
+    const router = express.Router();
+    this.app.use(router);
+    for (const a of this.adapters) {
+      await a.start({ intake: this.intake, config: this.config, logger: this.logger.child({ channel: a.channel }), clock: this.clock, http: router });
+      this.logger.info({ channel: a.channel, receipts: a.receiptMode }, 'channel on');
+    }
+    this.app.use(
+      '/api/v1',
+      apiRouter({ intake: this.intake, attachments: this.attachments, lookup: keyLookup(this.config.APP_API_KEYS), jsonLimit: this.config.HTTP_JSON_LIMIT }),
+    );
+    this.app.use((_req, res) => sendError(res, 404, 'NOT_FOUND', 'no such resource'));
+    this.app.use(errorHandler(this.logger, this.metrics));
+
+    this.broker.start();
+    this.deadlines.start();
+    this.outbound.start();
+
+    const server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000 }, this.app);
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.config.HTTP_PORT, this.config.HTTP_HOST, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.logger.info({ port: this.port, host: this.config.HTTP_HOST, broker: redact(this.config.AMQP_URL) }, 'gateway listening');
+  }
+
+  /** The one shutdown path. Idempotent: every caller gets the same promise. */
+  stop(): Promise<void> {
+    this.stopPromise ??= this.doStop();
+    return this.stopPromise;
+  }
+
+  private async doStop(): Promise<void> {
+    const started = Date.now();
+    const grace = this.config.SHUTDOWN_GRACE;
+    const left = () => Math.max(100, grace - (Date.now() - started));
+    this.logger.info('stopping: no new input');
+    this.closing = true;
+    await Promise.allSettled(
+      this.adapters.map((a) =>
+        Promise.race([a.stop(), sleep(left())]).catch((err: unknown) => this.logger.warn({ channel: a.channel, err: errorMessage(err) }, 'channel stop failed')),
+      ),
+    );
+    this.intake.beginStop();
+    const server = this.server;
+    if (server) {
+      const closed = new Promise<void>((r) => server.close(() => r()));
+      server.closeIdleConnections();
+      await Promise.race([closed, sleep(Math.min(2000, left()))]);
+      server.closeAllConnections();
+    }
+    this.deadlines.stop();
+    await this.outbound.stop(Math.min(2000, left()));
+    await this.broker.stop(left());
+    await this.store.close();
+    this.logger.info({ ms: Date.now() - started, unpublished: 'kept in the journal' }, 'stopped');
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
+}

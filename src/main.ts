@@ -1,0 +1,51 @@
+import { loadConfig } from './config.js';
+import { Gateway } from './gateway.js';
+import { createLogger } from './log.js';
+import { GatewayError } from './errors.js';
+
+/** `npm start`: the only place that reads the process environment. */
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig(process.env);
+  } catch (err) {
+    if (err instanceof GatewayError && err.code === 'CONFIG_INVALID') {
+      process.stderr.write(`intake-gateway: ${err.message}\n`);
+      process.exit(78); // EX_CONFIG
+    }
+    throw err;
+  }
+  const logger = createLogger(config.LOG_LEVEL);
+  const gateway = new Gateway(config, { logger });
+
+  let signalled = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (signalled) return;
+    signalled = true;
+    logger.info({ signal }, 'signal received');
+    // A hard stop in case something hangs: the contract promises exit within 10 s.
+    setTimeout(() => {
+      logger.error('shutdown took too long; exiting');
+      process.exit(1);
+    }, 9_500).unref();
+    gateway.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+
+  try {
+    await gateway.start();
+  } catch (err) {
+    logger.fatal({ err }, 'start failed');
+    await gateway.stop().catch(() => {});
+    process.exit(1);
+  }
+}
+
+void main();

@@ -1,0 +1,23 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** One registry per gateway instance, so several gateways can live in one process (tests, benchmarks). */
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'gateway_' });
+  return {
+    registry,
+    received: new Counter({ name: 'gateway_messages_received_total', help: 'Citizen messages accepted, by channel and outcome (created, duplicate, followup, rejected)', labelNames: ['channel', 'status'], registers: [registry] }),
+    rejected: new Counter({ name: 'gateway_messages_rejected_total', help: 'Input that became intake.rejected, by channel and reason', labelNames: ['channel', 'reason'], registers: [registry] }),
+    httpRejected: new Counter({ name: 'gateway_http_rejected_total', help: 'HTTP requests refused (4xx), by code', labelNames: ['code'], registers: [registry] }),
+    published: new Counter({ name: 'gateway_published_total', help: 'Messages confirmed by the broker, by type', labelNames: ['type'], registers: [registry] }),
+    publishRetries: new Counter({ name: 'gateway_publish_retries_total', help: 'Publishes nacked, returned or lost with the connection, and retried', labelNames: ['reason'], registers: [registry] }),
+    confirmLatency: new Histogram({ name: 'gateway_confirm_latency_seconds', help: 'Time from publish to broker confirm', buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [registry] }),
+    outboxDepth: new Gauge({ name: 'gateway_outbox_depth', help: 'Messages journaled and not yet confirmed by the broker', registers: [registry] }),
+    openDeadlines: new Gauge({ name: 'gateway_open_deadlines', help: 'Tickets whose response deadline is still running', registers: [registry] }),
+    deadlineEvents: new Counter({ name: 'gateway_deadline_events_total', help: 'Deadline events fired, by kind (warning, breached)', labelNames: ['kind'], registers: [registry] }),
+    deadlineLag: new Histogram({ name: 'gateway_deadline_lag_seconds', help: 'How late a deadline event fired after its due time', buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 30, 300], registers: [registry] }),
+    outbound: new Counter({ name: 'gateway_outbound_total', help: 'Receipts, replies and notices sent, by channel, kind and result', labelNames: ['channel', 'kind', 'result'], registers: [registry] }),
+    brokerUp: new Gauge({ name: 'gateway_broker_up', help: '1 while the broker connection is up', registers: [registry] }),
+  };
+}
+export type Metrics = ReturnType<typeof createMetrics>;

@@ -1,0 +1,64 @@
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { Category, EmergencyService, type Ticket } from '../ticket.js';
+import { GatewayError } from '../errors.js';
+
+/** Classification rules live in a JSON file (config/rules.json) so operators can tune them without a release. */
+const RulesFile = z.object({
+  emergency: z.array(z.object({ service: EmergencyService, reason: z.string(), patterns: z.array(z.string()).min(1) })),
+  outOfScope: z.array(z.object({ reason: z.string(), patterns: z.array(z.string()).min(1) })),
+  category: z.array(z.object({ category: Category, patterns: z.array(z.string()).min(1) })),
+});
+
+interface Compiled<T> {
+  value: T;
+  re: RegExp;
+}
+
+export interface Rules {
+  emergency: Compiled<{ service: z.infer<typeof EmergencyService>; reason: string }>[];
+  outOfScope: Compiled<{ reason: string }>[];
+  category: Compiled<z.infer<typeof Category>>[];
+}
+
+function compile(patterns: string[], where: string): RegExp {
+  try {
+    return new RegExp(patterns.map((p) => `(?:${p})`).join('|'), 'iu');
+  } catch (err) {
+    throw new GatewayError('CONFIG_INVALID', `rules: bad pattern in ${where}: ${(err as Error).message}`);
+  }
+}
+
+export function loadRules(path: string): Rules {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new GatewayError('CONFIG_INVALID', `rules file ${path}: ${(err as Error).message}`);
+  }
+  const r = RulesFile.safeParse(parsed);
+  if (!r.success) throw new GatewayError('CONFIG_INVALID', `rules file ${path}: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  return {
+    emergency: r.data.emergency.map((e, i) => ({ value: { service: e.service, reason: e.reason }, re: compile(e.patterns, `emergency[${i}]`) })),
+    outOfScope: r.data.outOfScope.map((e, i) => ({ value: { reason: e.reason }, re: compile(e.patterns, `outOfScope[${i}]`) })),
+    category: r.data.category.map((e, i) => ({ value: e.category, re: compile(e.patterns, `category[${i}]`) })),
+  };
+}
+
+export interface Classification {
+  category: Ticket['category'];
+  emergency: Ticket['emergency'];
+  outOfScope: Ticket['outOfScope'];
+}
+
+export function classify(rules: Rules, subject: string | null, content: string): Classification {
+  const text = subject ? `${subject}\n${content}` : content;
+  const emergencyRule = rules.emergency.find((r) => r.re.test(text));
+  const oos = rules.outOfScope.find((r) => r.re.test(text));
+  const cat = rules.category.find((r) => r.re.test(text));
+  return {
+    category: cat?.value ?? 'unknown',
+    emergency: emergencyRule ? { service: emergencyRule.value.service, reason: emergencyRule.value.reason } : null,
+    outOfScope: oos ? { reason: oos.value.reason } : null,
+  };
+}

@@ -1,0 +1,332 @@
+import amqp from 'amqplib';
+import type { ChannelModel, ConfirmChannel, Channel as AmqpChannel, ConsumeMessage } from 'amqplib';
+import type { Logger } from 'pino';
+import type { SqliteStore, OutboxRow } from '../store/sqlite.js';
+import type { Metrics } from '../metrics.js';
+import { EXCHANGE, QUEUES, declareTopology } from './topology.js';
+import { errorMessage } from '../errors.js';
+
+export interface BrokerOptions {
+  url: string;
+  /** Unconfirmed publishes in flight at most. */
+  window: number;
+  reconnectMaxMs: number;
+  /** Handles one message from `tickets.replies`; the message is acked after it resolves, requeued if it throws. */
+  onReply?: (msg: ConsumeMessage) => Promise<void>;
+}
+
+interface InFlight {
+  row: OutboxRow;
+  sentAt: number;
+}
+
+/**
+ * The outbox relay. Reads journaled messages in order and publishes them on a
+ * confirm channel with at most `window` unconfirmed; a message leaves the outbox
+ * only after the broker confirmed it. A nack or a return (mandatory publish that
+ * nothing took) puts the row back for a retry; a lost connection resends
+ * everything unconfirmed after reconnecting. Nothing is ever dropped: the
+ * consumer side sees at-least-once, deduped by messageId.
+ */
+export class Broker {
+  private conn: ChannelModel | null = null;
+  private pub: ConfirmChannel | null = null;
+  private consumer: AmqpChannel | null = null;
+  private cursor = 0;
+  private inflight = new Map<number, InFlight>();
+  private retry: OutboxRow[] = [];
+  private returned = new Set<string>();
+  private confirmedSeqs: number[] = [];
+  private deleteScheduled = false;
+  private pumping = false;
+  private blocked = false;
+  private stopped = false;
+  private connecting = false;
+  private attempt = 0;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private drainWaiters: (() => void)[] = [];
+  private consumerTag: string | null = null;
+  private repliesInFlight = new Set<Promise<void>>();
+  lastError: string | null = null;
+  connectedAt: number | null = null;
+
+  constructor(
+    private readonly store: SqliteStore,
+    private readonly opts: BrokerOptions,
+    private readonly logger: Logger,
+    private readonly metrics: Metrics,
+  ) {}
+
+  get state(): 'up' | 'down' {
+    return this.pub ? 'up' : 'down';
+  }
+
+  get inFlight(): number {
+    return this.inflight.size;
+  }
+
+  start(): void {
+    void this.connect();
+  }
+
+  /** New rows were committed to the outbox. */
+  wake(): void {
+    if (!this.pumping) setImmediate(() => this.pump());
+  }
+
+  private async connect(): Promise<void> {
+    if (this.stopped || this.connecting || this.conn) return;
+    this.connecting = true;
+    let conn: ChannelModel | null = null;
+    try {
+      conn = await amqp.connect(this.opts.url, { clientProperties: { connection_name: 'intake-gateway' }, timeout: 5000 });
+      conn.on('error', (err: Error) => this.logger.warn({ err: errorMessage(err) }, 'broker connection error'));
+      conn.on('close', () => this.onClose(conn!));
+      conn.on('blocked', (reason: string) => {
+        this.blocked = true;
+        this.logger.warn({ reason }, 'broker blocked publishing (resource alarm)');
+      });
+      conn.on('unblocked', () => {
+        this.blocked = false;
+        this.wake();
+      });
+      const pub = await conn.createConfirmChannel();
+      pub.on('error', (err: Error) => this.logger.warn({ err: errorMessage(err) }, 'broker channel error'));
+      pub.on('close', () => {
+        // A channel-level error (e.g. precondition failed) closes the channel but
+        // not the connection; reconnecting the whole link is the simplest recovery.
+        if (this.conn === conn) void conn!.close().catch(() => {});
+      });
+      pub.on('return', (msg: ConsumeMessage) => {
+        const id = msg.properties.messageId as string | undefined;
+        if (id) this.returned.add(id);
+      });
+      pub.on('drain', () => {
+        const w = this.drainWaiters;
+        this.drainWaiters = [];
+        for (const f of w) f();
+      });
+      await declareTopology(pub);
+      if (this.stopped) {
+        await conn.close().catch(() => {});
+        return;
+      }
+      this.conn = conn;
+      this.pub = pub;
+      this.attempt = 0;
+      this.lastError = null;
+      this.connectedAt = Date.now();
+      this.metrics.brokerUp.set(1);
+      this.logger.info({ url: redact(this.opts.url) }, 'broker connected');
+      if (this.opts.onReply) await this.startConsumer(conn);
+      this.cursor = 0;
+      this.wake();
+    } catch (err) {
+      this.lastError = errorMessage(err);
+      if (conn) await conn.close().catch(() => {});
+      this.scheduleReconnect();
+    } finally {
+      this.connecting = false;
+    }
+  }
+
+  private async startConsumer(conn: ChannelModel): Promise<void> {
+    const ch = await conn.createChannel();
+    ch.on('error', (err: Error) => this.logger.warn({ err: errorMessage(err) }, 'reply consumer channel error'));
+    await ch.prefetch(64);
+    const onReply = this.opts.onReply!;
+    const { consumerTag } = await ch.consume(QUEUES.replies, (msg) => {
+      if (!msg) return;
+      const p = onReply(msg)
+        .then(() => ch.ack(msg))
+        .catch((err: unknown) => {
+          this.logger.warn({ err: errorMessage(err) }, 'reply not stored; requeued');
+          // Requeue after a pause so a store outage does not spin.
+          setTimeout(() => {
+            try {
+              ch.nack(msg, false, true);
+            } catch {
+              // Channel gone: the broker requeues unacked messages itself.
+            }
+          }, 1000).unref();
+        })
+        .finally(() => this.repliesInFlight.delete(p));
+      this.repliesInFlight.add(p);
+    });
+    this.consumer = ch;
+    this.consumerTag = consumerTag;
+  }
+
+  private onClose(conn: ChannelModel): void {
+    if (this.conn !== conn) return;
+    this.conn = null;
+    this.pub = null;
+    this.consumer = null;
+    this.consumerTag = null;
+    this.metrics.brokerUp.set(0);
+    // Everything unconfirmed is sent again from the journal after reconnecting.
+    if (this.inflight.size) this.metrics.publishRetries.inc({ reason: 'connection_lost' }, this.inflight.size);
+    this.inflight.clear();
+    this.retry = [];
+    this.returned.clear();
+    const w = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const f of w) f();
+    if (!this.stopped) {
+      this.logger.warn('broker connection lost; journaling until it returns');
+      this.scheduleReconnect();
+    }
+  }
+
+  private scheduleReconnect(): void {
+    if (this.stopped || this.reconnectTimer) return;
+    const base = Math.min(this.opts.reconnectMaxMs, 250 * 2 ** Math.min(this.attempt, 10));
+    const delay = Math.round(base * (0.75 + Math.random() * 0.5));
+    this.attempt++;
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      void this.connect();
+    }, Math.min(delay, this.opts.reconnectMaxMs));
+  }
+
+  private pump(): void {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (this.pub && !this.blocked && !this.stopped && this.inflight.size < this.opts.window) {
+        const room = this.opts.window - this.inflight.size;
+        const rows = this.retry.length ? this.retry.splice(0, room) : this.store.readOutbox(this.cursor, Math.min(room, 500));
+        if (rows.length === 0) break;
+        let full = false;
+        for (const row of rows) {
+          if (row.seq > this.cursor) this.cursor = row.seq;
+          if (this.inflight.has(row.seq)) continue;
+          if (!this.publishRow(row)) {
+            full = true;
+            break;
+          }
+        }
+        if (full) {
+          this.drainWaiters.push(() => this.wake());
+          break;
+        }
+      }
+    } catch (err) {
+      this.logger.error({ err: errorMessage(err) }, 'outbox relay failed; retrying');
+      setTimeout(() => this.wake(), 1000).unref();
+    } finally {
+      this.pumping = false;
+      this.metrics.outboxDepth.set(this.store.outboxDepth());
+    }
+  }
+
+  /** False when the socket buffer is full: wait for 'drain'. */
+  private publishRow(row: OutboxRow): boolean {
+    const pub = this.pub!;
+    this.inflight.set(row.seq, { row, sentAt: performance.now() });
+    return pub.publish(
+      EXCHANGE,
+      row.routing_key,
+      Buffer.from(row.body, 'utf8'),
+      {
+        persistent: true,
+        mandatory: true,
+        contentType: 'application/json',
+        contentEncoding: 'utf-8',
+        messageId: row.message_id,
+        type: row.type,
+        timestamp: Math.floor(row.created_at / 1000),
+        headers: JSON.parse(row.headers) as Record<string, unknown>,
+      },
+      (err) => this.onConfirm(pub, row, err),
+    );
+  }
+
+  private onConfirm(pub: ConfirmChannel, row: OutboxRow, err: unknown): void {
+    if (pub !== this.pub) return; // a confirm from a connection we already gave up on
+    const f = this.inflight.get(row.seq);
+    this.inflight.delete(row.seq);
+    const returned = this.returned.delete(row.message_id);
+    if (err || returned) {
+      this.metrics.publishRetries.inc({ reason: returned ? 'returned' : 'nack' });
+      this.logger.warn({ messageId: row.message_id, routingKey: row.routing_key, reason: returned ? 'returned' : 'nack' }, 'publish not accepted; retrying');
+      this.retry.push(row);
+      if (!this.retryTimer) {
+        this.retryTimer = setTimeout(() => {
+          this.retryTimer = null;
+          this.wake();
+        }, 500);
+        this.retryTimer.unref();
+      }
+    } else {
+      if (f) this.metrics.confirmLatency.observe((performance.now() - f.sentAt) / 1000);
+      this.metrics.published.inc({ type: row.type });
+      this.confirmedSeqs.push(row.seq);
+      if (!this.deleteScheduled) {
+        this.deleteScheduled = true;
+        setImmediate(() => this.flushDeletes());
+      }
+    }
+    this.wake();
+    if (this.inflight.size === 0) {
+      const w = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const fn of w) fn();
+    }
+  }
+
+  private flushDeletes(): void {
+    this.deleteScheduled = false;
+    const seqs = this.confirmedSeqs;
+    this.confirmedSeqs = [];
+    try {
+      for (let i = 0; i < seqs.length; i += 500) this.store.deleteOutbox(seqs.slice(i, i + 500));
+    } catch (err) {
+      // Not fatal: the rows are published again later (at-least-once).
+      this.logger.warn({ err: errorMessage(err) }, 'could not clear confirmed outbox rows');
+    }
+  }
+
+  private idleWaiters: (() => void)[] = [];
+
+  /** Resolves when nothing is waiting for a confirm (or after `ms`). */
+  async drain(ms: number): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (Date.now() < deadline && this.pub && (this.inflight.size > 0 || this.store.readOutbox(this.cursor, 1).length > 0 || this.retry.length > 0)) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 50);
+        this.idleWaiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /** Stop consuming, wait for confirms up to `graceMs`, close. Idempotent. */
+  async stop(graceMs: number): Promise<void> {
+    if (this.consumer && this.consumerTag) {
+      await this.consumer.cancel(this.consumerTag).catch(() => {});
+      await Promise.race([Promise.allSettled([...this.repliesInFlight]), sleep(Math.min(graceMs, 2000))]);
+    }
+    await this.drain(graceMs);
+    this.stopped = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.flushDeletes();
+    const conn = this.conn;
+    this.conn = null;
+    this.pub = null;
+    this.metrics.brokerUp.set(0);
+    if (conn) await conn.close().catch(() => {});
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export function redact(url: string): string {
+  return url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
+}

@@ -1,0 +1,75 @@
+import { stableId, type Channel, type Ticket } from '../ticket.js';
+import type { OutboxInsert } from '../store/sqlite.js';
+
+/**
+ * What goes on the wire, built in one place so every publisher agrees with the
+ * contract (section 3): routing keys, message ids, `type`, headers.
+ */
+
+export type TicketEvent = 'acknowledged' | 'deadline.warning' | 'deadline.breached' | 'responded' | 'followup';
+
+type TicketFacts = Pick<Ticket, 'id' | 'channel' | 'category' | 'language' | 'emergency'>;
+
+function headers(t: TicketFacts): Record<string, unknown> {
+  return {
+    channel: t.channel,
+    category: t.category,
+    language: t.language,
+    emergency: t.emergency !== null,
+    schemaVersion: 1,
+  };
+}
+
+export function ticketCreated(ticket: Ticket): OutboxInsert {
+  return {
+    routingKey: `ticket.created.${ticket.channel}.${ticket.category}`,
+    messageId: ticket.id,
+    type: 'ticket.created',
+    headers: headers(ticket),
+    body: ticket,
+  };
+}
+
+/**
+ * `idParts` make the event id stable: a republished event keeps its id so
+ * consumers can dedupe it like tickets.
+ */
+export function ticketEvent(event: TicketEvent, ticket: TicketFacts, body: Record<string, unknown>, ...idParts: string[]): OutboxInsert {
+  const [first, second] = event.split('.') as [string, string | undefined];
+  const type = `ticket.${first}`;
+  return {
+    routingKey: second ? `ticket.${first}.${second}.${ticket.channel}` : `ticket.${first}.${ticket.channel}`,
+    messageId: stableId('event', event, ticket.id, ...idParts),
+    type,
+    headers: headers(ticket),
+    body,
+  };
+}
+
+export function intakeRejected(channel: Channel, body: { reason: string; detail: string; receivedAt: string; raw: string; rawEncoding: 'utf8' | 'base64' }, id: string): OutboxInsert {
+  return {
+    routingKey: `intake.rejected.${channel}`,
+    messageId: id,
+    type: 'intake.rejected',
+    headers: { channel, category: 'unknown', language: 'und', emergency: false, schemaVersion: 1, reason: body.reason },
+    body: { channel, ...body },
+  };
+}
+
+export function replyFailed(ticket: TicketFacts | null, channel: Channel, body: { ticketId: string | null; replyId: string; error: unknown }): OutboxInsert {
+  return {
+    routingKey: `reply.failed.${channel}`,
+    messageId: stableId('reply-failed', body.replyId),
+    type: 'reply.failed',
+    headers: ticket ? headers(ticket) : { channel, category: 'unknown', language: 'und', emergency: false, schemaVersion: 1 },
+    body,
+  };
+}
+
+/** Raw upstream input as it travels in `intake.rejected`: text when it is valid UTF-8, else base64. */
+export function encodeRaw(raw: string | Buffer): { raw: string; rawEncoding: 'utf8' | 'base64' } {
+  if (typeof raw === 'string') return { raw, rawEncoding: 'utf8' };
+  const text = raw.toString('utf8');
+  if (!text.includes('\ufffd') && Buffer.byteLength(text) === raw.length) return { raw: text, rawEncoding: 'utf8' };
+  return { raw: raw.toString('base64'), rawEncoding: 'base64' };
+}

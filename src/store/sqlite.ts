@@ -1,0 +1,484 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { GatewayError } from '../errors.js';
+import type { StoredPart } from '../channels/types.js';
+
+/**
+ * The embedded store: one SQLite file in DATA_DIR, WAL mode. It is the journal
+ * (every ticket and its raw input), the outbox (messages waiting for a broker
+ * confirm), and the home of dedupe keys, ticket numbers, deadlines, outgoing
+ * messages and channel state.
+ *
+ * Writes are group-committed: `run(fn)` queues a unit of work, and all units
+ * queued in the same turn of the event loop run in one transaction, each in its
+ * own savepoint, so one fsync covers many tickets and a failing unit does not
+ * take its neighbours down. `run` resolves only after the commit.
+ */
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS tickets (
+  id TEXT PRIMARY KEY,
+  number TEXT NOT NULL UNIQUE,
+  channel TEXT NOT NULL,
+  citizen_key TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  respond_by INTEGER NOT NULL,
+  state TEXT NOT NULL DEFAULT 'open',
+  acknowledged_at INTEGER,
+  responded_at INTEGER,
+  breached INTEGER NOT NULL DEFAULT 0,
+  matter TEXT NOT NULL,
+  body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tickets_citizen ON tickets(citizen_key, created_at);
+CREATE TABLE IF NOT EXISTS raw_input (ticket_id TEXT PRIMARY KEY, raw BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dedupe (
+  channel TEXT NOT NULL, key TEXT NOT NULL, ticket_id TEXT NOT NULL,
+  first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL,
+  PRIMARY KEY (channel, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS refs (ref TEXT PRIMARY KEY, ticket_id TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counters (day TEXT PRIMARY KEY, last INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  routing_key TEXT NOT NULL, message_id TEXT NOT NULL, type TEXT NOT NULL,
+  headers TEXT NOT NULL, body TEXT NOT NULL, created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deadlines (
+  ticket_id TEXT NOT NULL, kind TEXT NOT NULL, due_at INTEGER NOT NULL,
+  PRIMARY KEY (ticket_id, kind)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS deadlines_due ON deadlines(due_at);
+CREATE TABLE IF NOT EXISTS outbound (
+  id TEXT PRIMARY KEY, ticket_id TEXT, channel TEXT NOT NULL, kind TEXT NOT NULL,
+  text TEXT NOT NULL, target TEXT NOT NULL, state TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL, created_at INTEGER NOT NULL,
+  sent_at INTEGER, via TEXT, upstream_id TEXT, delivery TEXT, error TEXT
+);
+CREATE INDEX IF NOT EXISTS outbound_due ON outbound(state, next_at);
+CREATE INDEX IF NOT EXISTS outbound_ticket ON outbound(ticket_id);
+CREATE INDEX IF NOT EXISTS outbound_upstream ON outbound(channel, upstream_id);
+CREATE TABLE IF NOT EXISTS kv (channel TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (channel, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS parts (
+  channel TEXT NOT NULL, grp TEXT NOT NULL, idx INTEGER NOT NULL,
+  data BLOB NOT NULL, meta TEXT NOT NULL, received_at INTEGER NOT NULL,
+  PRIMARY KEY (channel, grp, idx)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS parts_age ON parts(received_at);
+`;
+
+export interface TicketRow {
+  id: string;
+  number: string;
+  channel: string;
+  citizen_key: string;
+  created_at: number;
+  respond_by: number;
+  state: string;
+  acknowledged_at: number | null;
+  responded_at: number | null;
+  breached: number;
+  matter: string;
+  body: string;
+}
+
+export interface OutboxRow {
+  seq: number;
+  routing_key: string;
+  message_id: string;
+  type: string;
+  headers: string;
+  body: string;
+  created_at: number;
+}
+
+export interface OutboundRow {
+  id: string;
+  ticket_id: string | null;
+  channel: string;
+  kind: string;
+  text: string;
+  target: string;
+  state: 'pending' | 'sent' | 'failed';
+  attempts: number;
+  next_at: number;
+  created_at: number;
+  sent_at: number | null;
+  via: string | null;
+  upstream_id: string | null;
+  delivery: string | null;
+  error: string | null;
+}
+
+export interface DeadlineRow {
+  ticket_id: string;
+  kind: 'warning' | 'breach';
+  due_at: number;
+}
+
+export interface OutboxInsert {
+  routingKey: string;
+  messageId: string;
+  type: string;
+  headers: Record<string, unknown>;
+  body: unknown;
+}
+
+interface Pending {
+  fn: () => unknown;
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+}
+
+const MAX_BATCH = 1000;
+
+function storeError(err: unknown): GatewayError {
+  if (err instanceof GatewayError) return err;
+  return new GatewayError('STORE_UNAVAILABLE', `store write failed: ${(err as Error)?.message ?? String(err)}`, {
+    cause: err,
+    detail: (err as { code?: string })?.code,
+  });
+}
+
+export class SqliteStore {
+  readonly db: Database.Database;
+  private queue: Pending[] = [];
+  private flushScheduled = false;
+  private closed = false;
+  private outboxCount = 0;
+  /** Set when the last commit failed; cleared by the next successful one. */
+  lastWriteError: GatewayError | null = null;
+  /** Called after every commit that added outbox rows. */
+  onOutbox: () => void = () => {};
+  private addedOutbox = false;
+
+  private readonly stmts;
+
+  constructor(dataDir: string, opts: { sync: 'full' | 'normal' }) {
+    mkdirSync(dataDir, { recursive: true });
+    this.db = new Database(join(dataDir, 'gateway.sqlite'));
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma(`synchronous = ${opts.sync === 'full' ? 'FULL' : 'NORMAL'}`);
+    this.db.pragma('busy_timeout = 5000');
+    this.db.pragma('foreign_keys = OFF');
+    this.db.exec(SCHEMA);
+    const db = this.db;
+    this.stmts = {
+      insertTicket: db.prepare(
+        `INSERT INTO tickets (id, number, channel, citizen_key, created_at, respond_by, matter, body, acknowledged_at)
+         VALUES (@id, @number, @channel, @citizen_key, @created_at, @respond_by, @matter, @body, @acknowledged_at)`,
+      ),
+      getTicket: db.prepare(`SELECT * FROM tickets WHERE id = ?`),
+      getTicketByNumber: db.prepare(`SELECT * FROM tickets WHERE number = ?`),
+      recentByCitizen: db.prepare(
+        `SELECT id, matter, body FROM tickets WHERE citizen_key = ? AND created_at >= ? ORDER BY created_at DESC LIMIT 20`,
+      ),
+      insertRaw: db.prepare(`INSERT OR REPLACE INTO raw_input (ticket_id, raw) VALUES (?, ?)`),
+      getDedupe: db.prepare(`SELECT ticket_id, first_seen, last_seen FROM dedupe WHERE channel = ? AND key = ?`),
+      upsertDedupe: db.prepare(
+        `INSERT INTO dedupe (channel, key, ticket_id, first_seen, last_seen) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (channel, key) DO UPDATE SET ticket_id = excluded.ticket_id, first_seen = excluded.first_seen, last_seen = excluded.last_seen`,
+      ),
+      touchDedupe: db.prepare(`UPDATE dedupe SET last_seen = ? WHERE channel = ? AND key = ?`),
+      insertRef: db.prepare(`INSERT OR IGNORE INTO refs (ref, ticket_id) VALUES (?, ?)`),
+      getRef: db.prepare(`SELECT ticket_id FROM refs WHERE ref = ?`),
+      nextNumber: db.prepare(
+        `INSERT INTO counters (day, last) VALUES (?, 1) ON CONFLICT (day) DO UPDATE SET last = last + 1 RETURNING last`,
+      ),
+      insertOutbox: db.prepare(
+        `INSERT INTO outbox (routing_key, message_id, type, headers, body, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+      ),
+      readOutbox: db.prepare(`SELECT * FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?`),
+      countOutbox: db.prepare(`SELECT count(*) AS n FROM outbox`),
+      insertDeadline: db.prepare(`INSERT OR REPLACE INTO deadlines (ticket_id, kind, due_at) VALUES (?, ?, ?)`),
+      dueDeadlines: db.prepare(`SELECT * FROM deadlines WHERE due_at <= ? ORDER BY due_at LIMIT ?`),
+      nextDeadline: db.prepare(`SELECT min(due_at) AS due FROM deadlines`),
+      deleteDeadline: db.prepare(`DELETE FROM deadlines WHERE ticket_id = ? AND kind = ?`),
+      deleteDeadlines: db.prepare(`DELETE FROM deadlines WHERE ticket_id = ?`),
+      countDeadlines: db.prepare(`SELECT count(*) AS n FROM deadlines WHERE kind = 'breach'`),
+      setBreached: db.prepare(`UPDATE tickets SET breached = 1 WHERE id = ?`),
+      setAcknowledged: db.prepare(`UPDATE tickets SET acknowledged_at = ? WHERE id = ? AND acknowledged_at IS NULL`),
+      setResponded: db.prepare(`UPDATE tickets SET responded_at = ? WHERE id = ? AND responded_at IS NULL`),
+      insertOutbound: db.prepare(
+        `INSERT OR IGNORE INTO outbound (id, ticket_id, channel, kind, text, target, state, attempts, next_at, created_at)
+         VALUES (@id, @ticket_id, @channel, @kind, @text, @target, 'pending', 0, @next_at, @created_at)`,
+      ),
+      getOutbound: db.prepare(`SELECT * FROM outbound WHERE id = ?`),
+      dueOutbound: db.prepare(`SELECT * FROM outbound WHERE state = 'pending' AND next_at <= ? ORDER BY next_at LIMIT ?`),
+      nextOutbound: db.prepare(`SELECT min(next_at) AS due FROM outbound WHERE state = 'pending'`),
+      outboundSent: db.prepare(
+        `UPDATE outbound SET state = 'sent', sent_at = ?, via = ?, upstream_id = ?, attempts = attempts + 1, error = NULL WHERE id = ?`,
+      ),
+      outboundRetry: db.prepare(`UPDATE outbound SET attempts = attempts + 1, next_at = ?, error = ? WHERE id = ?`),
+      outboundFailed: db.prepare(`UPDATE outbound SET state = 'failed', attempts = attempts + 1, error = ? WHERE id = ?`),
+      outboundByTicket: db.prepare(`SELECT * FROM outbound WHERE ticket_id = ? ORDER BY created_at`),
+      outboundDelivery: db.prepare(`UPDATE outbound SET delivery = ? WHERE channel = ? AND upstream_id = ?`),
+      kvGet: db.prepare(`SELECT value FROM kv WHERE channel = ? AND key = ?`),
+      kvSet: db.prepare(
+        `INSERT INTO kv (channel, key, value) VALUES (?, ?, ?) ON CONFLICT (channel, key) DO UPDATE SET value = excluded.value`,
+      ),
+      partPut: db.prepare(
+        `INSERT OR IGNORE INTO parts (channel, grp, idx, data, meta, received_at) VALUES (?, ?, ?, ?, ?, ?)`,
+      ),
+      partsGet: db.prepare(`SELECT idx, data, meta, received_at FROM parts WHERE channel = ? AND grp = ? ORDER BY idx`),
+      partsDrop: db.prepare(`DELETE FROM parts WHERE channel = ? AND grp = ?`),
+      partsStale: db.prepare(
+        `SELECT grp, min(received_at) AS first FROM parts WHERE channel = ? GROUP BY grp HAVING first < ? ORDER BY first LIMIT ?`,
+      ),
+      probe: db.prepare(`INSERT OR REPLACE INTO kv (channel, key, value) VALUES ('_store', 'probe', ?)`),
+    };
+    this.outboxCount = (this.stmts.countOutbox.get() as { n: number }).n;
+  }
+
+  // ---- group commit ---------------------------------------------------------
+
+  /** Queue a unit of work; it runs inside a transaction with others and resolves after the commit. */
+  run<T>(fn: () => T): Promise<T> {
+    if (this.closed) return Promise.reject(new GatewayError('STORE_CLOSED', 'store is closed'));
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    while (this.queue.length > 0) {
+      const batch = this.queue.splice(0, MAX_BATCH);
+      const results: { ok: boolean; value: unknown }[] = [];
+      this.addedOutbox = false;
+      const before = this.outboxCount;
+      try {
+        this.db.transaction(() => {
+          for (const item of batch) {
+            const outboxBefore = this.outboxCount;
+            try {
+              // Nested transaction = SAVEPOINT: a failing unit rolls back alone.
+              results.push({ ok: true, value: this.db.transaction(item.fn)() });
+            } catch (err) {
+              this.outboxCount = outboxBefore;
+              results.push({ ok: false, value: err });
+            }
+          }
+        })();
+        this.lastWriteError = null;
+      } catch (err) {
+        this.outboxCount = before;
+        const e = storeError(err);
+        this.lastWriteError = e;
+        for (const item of batch) item.reject(e);
+        continue;
+      }
+      batch.forEach((item, i) => {
+        const r = results[i]!;
+        if (r.ok) item.resolve(r.value);
+        else item.reject(r.value instanceof GatewayError ? r.value : storeError(r.value));
+      });
+      if (this.addedOutbox) this.onOutbox();
+    }
+  }
+
+  // ---- writes: call only inside run() ---------------------------------------
+
+  insertTicket(row: Omit<TicketRow, 'state' | 'responded_at' | 'breached'>, raw: Buffer): void {
+    this.stmts.insertTicket.run(row);
+    this.stmts.insertRaw.run(row.id, raw);
+  }
+
+  nextNumber(day: string): number {
+    return (this.stmts.nextNumber.get(day) as { last: number }).last;
+  }
+
+  setDedupe(channel: string, key: string, ticketId: string, now: number): void {
+    this.stmts.upsertDedupe.run(channel, key, ticketId, now, now);
+  }
+
+  touchDedupe(channel: string, key: string, now: number): void {
+    this.stmts.touchDedupe.run(now, channel, key);
+  }
+
+  addRef(ref: string, ticketId: string): void {
+    this.stmts.insertRef.run(ref, ticketId);
+  }
+
+  addOutbox(msg: OutboxInsert, now: number): void {
+    this.stmts.insertOutbox.run(msg.routingKey, msg.messageId, msg.type, JSON.stringify(msg.headers), JSON.stringify(msg.body), now);
+    this.outboxCount++;
+    this.addedOutbox = true;
+  }
+
+  addDeadline(ticketId: string, kind: 'warning' | 'breach', dueAt: number): void {
+    this.stmts.insertDeadline.run(ticketId, kind, dueAt);
+  }
+
+  /** False when the row was already gone (a reply cancelled it). */
+  deleteDeadline(ticketId: string, kind: 'warning' | 'breach'): boolean {
+    return this.stmts.deleteDeadline.run(ticketId, kind).changes > 0;
+  }
+
+  cancelDeadlines(ticketId: string): void {
+    this.stmts.deleteDeadlines.run(ticketId);
+  }
+
+  setBreached(ticketId: string): void {
+    this.stmts.setBreached.run(ticketId);
+  }
+
+  setAcknowledged(ticketId: string, at: number): boolean {
+    return this.stmts.setAcknowledged.run(at, ticketId).changes > 0;
+  }
+
+  setResponded(ticketId: string, at: number): boolean {
+    return this.stmts.setResponded.run(at, ticketId).changes > 0;
+  }
+
+  addOutbound(row: { id: string; ticket_id: string | null; channel: string; kind: string; text: string; target: string; next_at: number; created_at: number }): boolean {
+    return this.stmts.insertOutbound.run(row).changes > 0;
+  }
+
+  outboundSent(id: string, at: number, via: string, upstreamId: string | null): void {
+    this.stmts.outboundSent.run(at, via, upstreamId, id);
+  }
+
+  outboundRetry(id: string, nextAt: number, error: string): void {
+    this.stmts.outboundRetry.run(nextAt, error, id);
+  }
+
+  outboundFailed(id: string, error: string): void {
+    this.stmts.outboundFailed.run(error, id);
+  }
+
+  outboundDelivery(channel: string, upstreamId: string, status: string): boolean {
+    return this.stmts.outboundDelivery.run(status, channel, upstreamId).changes > 0;
+  }
+
+  kvSet(channel: string, key: string, value: string): void {
+    this.stmts.kvSet.run(channel, key, value);
+  }
+
+  putPart(channel: string, group: string, index: number, data: Buffer, meta: string, now: number): void {
+    this.stmts.partPut.run(channel, group, index, data, meta, now);
+  }
+
+  dropParts(channel: string, group: string): void {
+    this.stmts.partsDrop.run(channel, group);
+  }
+
+  // ---- reads (safe anywhere: SQLite reads see committed data) --------------
+
+  getTicketRow(id: string): TicketRow | undefined {
+    return this.stmts.getTicket.get(id) as TicketRow | undefined;
+  }
+
+  getTicketRowByNumber(number: string): TicketRow | undefined {
+    return this.stmts.getTicketByNumber.get(number) as TicketRow | undefined;
+  }
+
+  recentByCitizen(citizenKey: string, since: number): { id: string; matter: string; body: string }[] {
+    return this.stmts.recentByCitizen.all(citizenKey, since) as { id: string; matter: string; body: string }[];
+  }
+
+  getDedupe(channel: string, key: string): { ticket_id: string; first_seen: number; last_seen: number } | undefined {
+    return this.stmts.getDedupe.get(channel, key) as { ticket_id: string; first_seen: number; last_seen: number } | undefined;
+  }
+
+  getRef(ref: string): string | undefined {
+    return (this.stmts.getRef.get(ref) as { ticket_id: string } | undefined)?.ticket_id;
+  }
+
+  readOutbox(afterSeq: number, limit: number): OutboxRow[] {
+    return this.stmts.readOutbox.all(afterSeq, limit) as OutboxRow[];
+  }
+
+  /** Confirmed rows leave the outbox. Not group-committed with tickets: losing a delete only means a re-publish. */
+  deleteOutbox(seqs: number[]): void {
+    if (seqs.length === 0 || this.closed) return;
+    const del = this.db.prepare(`DELETE FROM outbox WHERE seq IN (${seqs.map(() => '?').join(',')})`);
+    const n = del.run(...seqs).changes;
+    this.outboxCount -= n;
+  }
+
+  outboxDepth(): number {
+    return this.outboxCount;
+  }
+
+  dueDeadlines(now: number, limit: number): DeadlineRow[] {
+    return this.stmts.dueDeadlines.all(now, limit) as DeadlineRow[];
+  }
+
+  nextDeadline(): number | null {
+    return (this.stmts.nextDeadline.get() as { due: number | null }).due;
+  }
+
+  openDeadlines(): number {
+    return (this.stmts.countDeadlines.get() as { n: number }).n;
+  }
+
+  getOutbound(id: string): OutboundRow | undefined {
+    return this.stmts.getOutbound.get(id) as OutboundRow | undefined;
+  }
+
+  dueOutbound(now: number, limit: number): OutboundRow[] {
+    return this.stmts.dueOutbound.all(now, limit) as OutboundRow[];
+  }
+
+  nextOutbound(): number | null {
+    return (this.stmts.nextOutbound.get() as { due: number | null }).due;
+  }
+
+  outboundByTicket(ticketId: string): OutboundRow[] {
+    return this.stmts.outboundByTicket.all(ticketId) as OutboundRow[];
+  }
+
+  kvGet(channel: string, key: string): string | null {
+    return (this.stmts.kvGet.get(channel, key) as { value: string } | undefined)?.value ?? null;
+  }
+
+  getParts(channel: string, group: string): StoredPart[] {
+    return (this.stmts.partsGet.all(channel, group) as { idx: number; data: Buffer; meta: string; received_at: number }[]).map((r) => ({
+      index: r.idx,
+      data: r.data,
+      meta: r.meta,
+      receivedAt: new Date(r.received_at),
+    }));
+  }
+
+  staleGroups(channel: string, before: number, limit: number): string[] {
+    return (this.stmts.partsStale.all(channel, before, limit) as { grp: string }[]).map((r) => r.grp);
+  }
+
+  /** A real write, for /readyz: a read-only or full disk shows here before a citizen's message hits it. */
+  probeWrite(now: number): GatewayError | null {
+    if (this.closed) return new GatewayError('STORE_CLOSED', 'store is closed');
+    try {
+      this.stmts.probe.run(String(now));
+      this.lastWriteError = null;
+      return null;
+    } catch (err) {
+      this.lastWriteError = storeError(err);
+      return this.lastWriteError;
+    }
+  }
+
+  /** Wait for queued writes, then close. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    while (this.queue.length > 0 || this.flushScheduled) {
+      await new Promise((r) => setImmediate(r));
+    }
+    this.closed = true;
+    try {
+      this.db.close();
+    } catch {
+      // Closing a database whose disk went away cannot be helped; the WAL is replayed at next open.
+    }
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+}
