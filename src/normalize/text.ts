@@ -32,7 +32,6 @@ export function htmlToText(html: string): string {
         { selector: 'h2', options: { uppercase: false } },
         { selector: 'h3', options: { uppercase: false } },
         { selector: 'table', format: 'dataTable' },
-        { selector: 'th', options: { uppercase: false } },
       ],
     }),
   );
