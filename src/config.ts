@@ -179,12 +179,12 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: C
 }
 
 /** The configuration as it may be logged: secrets masked, credentials in URLs hidden. */
-export function describeConfig(config: Config): Record<string, string> {
-  const out: Record<string, string> = {};
+export function describeConfig(config: Config): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
   for (const key of CONFIG_KEYS) {
     const v = config[key];
     if (v === undefined) continue;
-    out[key] = v instanceof Map ? `${v.size} keys` : maskValue(key, v);
+    out[key] = v instanceof Map ? `${v.size} keys` : typeof v === 'string' || isSecretKey(key) ? JSON.parse(maskValue(key, v)) : v;
   }
   return out;
 }

@@ -138,8 +138,7 @@ export class IntakeService implements Intake {
       let repeatOf: string | null = null;
       for (const earlier of this.store.recentByCitizen(citizenKey, now - this.config.REPEAT_WINDOW)) {
         if (similarity(earlier.matter, matter) >= SAME_MATTER) {
-          const prev = JSON.parse(earlier.body) as Ticket;
-          repeatOf = prev.repeatOf ?? prev.id;
+          repeatOf = earlier.repeat_of ?? earlier.id;
           break;
         }
       }
@@ -183,6 +182,7 @@ export class IntakeService implements Intake {
           respond_by: respondBy,
           acknowledged_at: opts.acknowledgedVia ? now : null,
           matter,
+          repeat_of: repeatOf,
           body: JSON.stringify(ticket),
         },
         raw,

@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS tickets (
   responded_at INTEGER,
   breached INTEGER NOT NULL DEFAULT 0,
   matter TEXT NOT NULL,
+  repeat_of TEXT,
   body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tickets_citizen ON tickets(citizen_key, created_at);
@@ -80,6 +81,7 @@ export interface TicketRow {
   responded_at: number | null;
   breached: number;
   matter: string;
+  repeat_of: string | null;
   body: string;
 }
 
@@ -166,13 +168,13 @@ export class SqliteStore {
     const db = this.db;
     this.stmts = {
       insertTicket: db.prepare(
-        `INSERT INTO tickets (id, number, channel, citizen_key, created_at, respond_by, matter, body, acknowledged_at)
-         VALUES (@id, @number, @channel, @citizen_key, @created_at, @respond_by, @matter, @body, @acknowledged_at)`,
+        `INSERT INTO tickets (id, number, channel, citizen_key, created_at, respond_by, matter, repeat_of, body, acknowledged_at)
+         VALUES (@id, @number, @channel, @citizen_key, @created_at, @respond_by, @matter, @repeat_of, @body, @acknowledged_at)`,
       ),
       getTicket: db.prepare(`SELECT * FROM tickets WHERE id = ?`),
       getTicketByNumber: db.prepare(`SELECT * FROM tickets WHERE number = ?`),
       recentByCitizen: db.prepare(
-        `SELECT id, matter, body FROM tickets WHERE citizen_key = ? AND created_at >= ? ORDER BY created_at DESC LIMIT 20`,
+        `SELECT id, matter, repeat_of FROM tickets WHERE citizen_key = ? AND created_at >= ? ORDER BY created_at DESC LIMIT 20`,
       ),
       insertRaw: db.prepare(`INSERT OR REPLACE INTO raw_input (ticket_id, raw) VALUES (?, ?)`),
       getDedupe: db.prepare(`SELECT ticket_id, first_seen, last_seen FROM dedupe WHERE channel = ? AND key = ?`),
@@ -191,6 +193,8 @@ export class SqliteStore {
       ),
       readOutbox: db.prepare(`SELECT * FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?`),
       countOutbox: db.prepare(`SELECT count(*) AS n FROM outbox`),
+      deleteOutboxRange: db.prepare(`DELETE FROM outbox WHERE seq BETWEEN ? AND ?`),
+      deleteOutboxOne: db.prepare(`DELETE FROM outbox WHERE seq = ?`),
       insertDeadline: db.prepare(`INSERT OR REPLACE INTO deadlines (ticket_id, kind, due_at) VALUES (?, ?, ?)`),
       dueDeadlines: db.prepare(`SELECT * FROM deadlines WHERE due_at <= ? ORDER BY due_at LIMIT ?`),
       nextDeadline: db.prepare(`SELECT min(due_at) AS due FROM deadlines`),
@@ -378,8 +382,8 @@ export class SqliteStore {
     return this.stmts.getTicketByNumber.get(number) as TicketRow | undefined;
   }
 
-  recentByCitizen(citizenKey: string, since: number): { id: string; matter: string; body: string }[] {
-    return this.stmts.recentByCitizen.all(citizenKey, since) as { id: string; matter: string; body: string }[];
+  recentByCitizen(citizenKey: string, since: number): { id: string; matter: string; repeat_of: string | null }[] {
+    return this.stmts.recentByCitizen.all(citizenKey, since) as { id: string; matter: string; repeat_of: string | null }[];
   }
 
   getDedupe(channel: string, key: string): { ticket_id: string; first_seen: number; last_seen: number } | undefined {
@@ -397,8 +401,16 @@ export class SqliteStore {
   /** Confirmed rows leave the outbox. Not group-committed with tickets: losing a delete only means a re-publish. */
   deleteOutbox(seqs: number[]): void {
     if (seqs.length === 0 || this.closed) return;
-    const del = this.db.prepare(`DELETE FROM outbox WHERE seq IN (${seqs.map(() => '?').join(',')})`);
-    const n = del.run(...seqs).changes;
+    // Confirms arrive roughly in order, so most batches are one contiguous range.
+    const sorted = [...seqs].sort((a, b) => a - b);
+    let n = 0;
+    if (sorted.at(-1)! - sorted[0]! + 1 === sorted.length) {
+      n = this.stmts.deleteOutboxRange.run(sorted[0], sorted.at(-1)).changes;
+    } else {
+      this.db.transaction(() => {
+        for (const seq of sorted) n += this.stmts.deleteOutboxOne.run(seq).changes;
+      })();
+    }
     this.outboxCount -= n;
   }
 

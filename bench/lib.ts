@@ -1,0 +1,122 @@
+import http from 'node:http';
+import amqp from 'amqplib';
+
+/** Shared pieces of the benchmarks: a keep-alive HTTP load generator, percentiles, a raw publish baseline. */
+
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i]!;
+}
+
+export interface LoadOptions {
+  url: string;
+  headers: Record<string, string>;
+  /** Body of request i. */
+  body: (i: number) => string;
+  total: number;
+  concurrency: number;
+  /** Requests per second; absent = open loop (as fast as answers come). */
+  rate?: number;
+  /** Called with the response body of a 2xx answer, and the time the request was sent. */
+  onAnswer?: (i: number, status: number, body: string, sentAt: number) => void;
+}
+
+export interface LoadResult {
+  ok: number;
+  failed: number;
+  seconds: number;
+  perSecond: number;
+  latencyMs: number[];
+}
+
+/** Keep-alive HTTP POST load with bounded concurrency, optionally paced to a fixed rate. */
+export async function httpLoad(o: LoadOptions): Promise<LoadResult> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: o.concurrency });
+  const url = new URL(o.url);
+  let next = 0;
+  let ok = 0;
+  let failed = 0;
+  const latency: number[] = [];
+  const t0 = performance.now();
+  const one = (i: number) =>
+    new Promise<void>((resolve) => {
+      const body = o.body(i);
+      const sentAt = performance.now();
+      const req = http.request(
+        { agent, method: 'POST', host: url.hostname, port: url.port, path: url.pathname, headers: { ...o.headers, 'content-length': Buffer.byteLength(body) } },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const status = res.statusCode ?? 0;
+            if (status >= 200 && status < 300) {
+              ok++;
+              latency.push(performance.now() - sentAt);
+              o.onAnswer?.(i, status, Buffer.concat(chunks).toString(), sentAt);
+            } else failed++;
+            resolve();
+          });
+        },
+      );
+      req.on('error', () => {
+        failed++;
+        resolve();
+      });
+      req.end(body);
+    });
+  const worker = async () => {
+    for (;;) {
+      const i = next++;
+      if (i >= o.total) return;
+      if (o.rate) {
+        const due = t0 + (i / o.rate) * 1000;
+        const wait = due - performance.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      }
+      await one(i);
+    }
+  };
+  await Promise.all(Array.from({ length: o.concurrency }, worker));
+  const seconds = (performance.now() - t0) / 1000;
+  agent.destroy();
+  return { ok, failed, seconds, perSecond: ok / seconds, latencyMs: latency.sort((a, b) => a - b) };
+}
+
+/** Raw amqplib confirmed publishing to a quorum queue: the broker's ceiling on this machine. */
+export async function rawConfirmedPublish(url: string, queue: string, total: number, bodyBytes: number, window = 1000): Promise<{ perSecond: number; seconds: number }> {
+  const conn = await amqp.connect(url);
+  try {
+    const ch = await conn.createConfirmChannel();
+    await ch.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+    const body = Buffer.alloc(bodyBytes, 'x');
+    let inflight = 0;
+    let done = 0;
+    const t0 = performance.now();
+    await new Promise<void>((resolve, reject) => {
+      let sent = 0;
+      const pump = () => {
+        while (inflight < window && sent < total) {
+          inflight++;
+          sent++;
+          ch.publish('', queue, body, { persistent: true, contentType: 'application/json' }, (err) => {
+            inflight--;
+            if (err) return reject(err);
+            if (++done === total) resolve();
+            else pump();
+          });
+        }
+      };
+      pump();
+    });
+    const seconds = (performance.now() - t0) / 1000;
+    await ch.deleteQueue(queue);
+    return { perSecond: total / seconds, seconds };
+  } finally {
+    await conn.close();
+  }
+}
+
+export function fmt(n: number, digits = 0): string {
+  return n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+}

@@ -1,0 +1,169 @@
+import { spawn } from 'node:child_process';
+import { readFileSync, rmSync, existsSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import amqp from 'amqplib';
+import { createVhost } from '../test/support/rabbit.js';
+import { freePort, spawnGateway, tempDir, TEST_API_KEY } from '../test/support/gateway.js';
+import { fmt, httpLoad, percentile, rawConfirmedPublish } from './lib.js';
+import { projectRoot } from '../src/config.js';
+
+/**
+ * `npm run bench`: the app API measured against baselines taken in the same run
+ * on the same machine and broker: raw amqplib confirmed publishing to a quorum
+ * queue, and a bare Express 5 JSON endpoint. Sizes can be scaled with
+ * BENCH_SCALE (1 = default).
+ */
+const SCALE = Number(process.argv.find((a) => a.startsWith('--scale='))?.slice(8) ?? 1);
+const N = Math.round(20_000 * SCALE);
+const CONCURRENCY = 64;
+
+function rss(pid: number): { rssMb: number; peakMb: number } {
+  const s = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(s)?.[1] ?? 0);
+  return { rssMb: kb('VmRSS') / 1024, peakMb: kb('VmHWM') / 1024 };
+}
+
+function ticketBody(i: number, prefix: string): string {
+  return JSON.stringify({
+    clientMessageId: `${prefix}-${i}`,
+    citizen: { id: `citizen-${i % 5000}`, phone: `138${String(i % 100_000_000).padStart(8, '0')}` },
+    content: `暴雨后小区门口积水严重，车辆无法通行，请尽快处理。编号${i}。`.padEnd(300, '。'),
+    location: { lat: 36.65, lon: 117.12, address: '历下区经十路' },
+  });
+}
+
+async function bareExpress(): Promise<number> {
+  const port = await freePort();
+  const child = spawn(process.execPath, ['--import', 'tsx', join('bench', 'bare-express.ts'), String(port)], { cwd: projectRoot(), stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    await new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()));
+    await httpLoad({ url: `http://127.0.0.1:${port}/api/v1/tickets`, headers: { 'content-type': 'application/json' }, body: (i) => ticketBody(i, 'warm'), total: 2000, concurrency: CONCURRENCY });
+    const r = await httpLoad({ url: `http://127.0.0.1:${port}/api/v1/tickets`, headers: { 'content-type': 'application/json' }, body: (i) => ticketBody(i, 'bare'), total: N, concurrency: CONCURRENCY });
+    return r.perSecond;
+  } finally {
+    child.kill('SIGKILL');
+  }
+}
+
+interface GatewayRun {
+  acceptedPerSecond: number;
+  confirmedPerSecond: number;
+  e2eP50: number;
+  e2eP99: number;
+  fixed: { rate: number; httpP99: number; e2eP50: number; e2eP99: number; achieved: number }[];
+  rssMb: number;
+  peakMb: number;
+}
+
+async function gatewayApp(amqpUrl: string): Promise<GatewayRun> {
+  const dataDir = tempDir('bench-');
+  const proc = await spawnGateway({ AMQP_URL: amqpUrl, DATA_DIR: dataDir, APP_API_KEYS: `bench:${TEST_API_KEY}`, APP_RATE_LIMIT: '1000000', LOG_LEVEL: 'warn' });
+  const conn = await amqp.connect(amqpUrl);
+  const arrivals = new Map<string, number>();
+  try {
+    const ch = await conn.createChannel();
+    await ch.prefetch(2000);
+    await ch.consume('tickets.created', (m) => {
+      if (!m) return;
+      arrivals.set(m.properties.messageId as string, performance.now());
+      ch.ack(m);
+    });
+    const url = `${proc.baseUrl}/api/v1/tickets`;
+    const headers = { 'content-type': 'application/json', authorization: `Bearer ${TEST_API_KEY}` };
+    const waitAll = async (ids: Map<string, number>) => {
+      const until = Date.now() + 120_000;
+      while ([...ids.keys()].some((id) => !arrivals.has(id))) {
+        if (Date.now() > until) throw new Error('tickets did not all arrive');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    const e2e = (ids: Map<string, number>) => [...ids].map(([id, sent]) => arrivals.get(id)! - sent).sort((a, b) => a - b);
+
+    // Warm-up (JIT, SQLite page cache, broker queues).
+    const warm = new Map<string, number>();
+    await httpLoad({ url, headers, body: (i) => ticketBody(i, 'warm'), total: 2000, concurrency: CONCURRENCY, onAnswer: (_i, _s, b, t) => warm.set(JSON.parse(b).id, t) });
+    await waitAll(warm);
+
+    const open = new Map<string, number>();
+    const t0 = performance.now();
+    const r = await httpLoad({ url, headers, body: (i) => ticketBody(i, 'open'), total: N, concurrency: CONCURRENCY, onAnswer: (_i, _s, b, t) => open.set(JSON.parse(b).id, t) });
+    const mem = rss(proc.child.pid!);
+    await waitAll(open);
+    const last = Math.max(...[...open.keys()].map((id) => arrivals.get(id)!));
+    const openE2e = e2e(open);
+
+    const fixed: GatewayRun['fixed'] = [];
+    for (const rate of [100, 1000]) {
+      const ids = new Map<string, number>();
+      const total = rate * 5;
+      const fr = await httpLoad({ url, headers, body: (i) => ticketBody(i, `fixed${rate}`), total, concurrency: CONCURRENCY, rate, onAnswer: (_i, _s, b, t) => ids.set(JSON.parse(b).id, t) });
+      await waitAll(ids);
+      const lat = e2e(ids);
+      fixed.push({ rate, achieved: fr.perSecond, httpP99: percentile(fr.latencyMs, 99), e2eP50: percentile(lat, 50), e2eP99: percentile(lat, 99) });
+    }
+    return {
+      acceptedPerSecond: r.perSecond,
+      confirmedPerSecond: open.size / ((last - t0) / 1000),
+      e2eP50: percentile(openE2e, 50),
+      e2eP99: percentile(openE2e, 99),
+      fixed,
+      ...mem,
+    };
+  } finally {
+    await conn.close().catch(() => {});
+    proc.kill('SIGTERM');
+    await proc.exited;
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  const vhost = await createVhost('bench');
+  const lines: string[] = [];
+  const out = (s = '') => {
+    lines.push(s);
+    console.log(s);
+  };
+  try {
+    out(`# Intake gateway benchmark — ${new Date().toISOString()}`);
+    out(`machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${fmt(totalmem() / 2 ** 30, 0)} GiB, Node ${process.version}; broker on the same machine (RabbitMQ, quorum queues)`);
+    out(`messages per run: ${fmt(N)}; HTTP concurrency ${CONCURRENCY}; ticket body ≈ ${ticketBody(1, 'x').length} bytes`);
+    out();
+    const raw = await rawConfirmedPublish(vhost.url, 'bench.raw', N, 1200);
+    out(`baseline  raw amqplib confirmed publish (quorum, window 1000): ${fmt(raw.perSecond)} msg/s`);
+    const bare = await bareExpress();
+    out(`baseline  bare Express 5 JSON POST → 202:                    ${fmt(bare)} req/s`);
+    out();
+    const g = await gatewayApp(vhost.url);
+    out('app API (POST /api/v1/tickets → journal → confirmed on tickets.created)');
+    out(`  accepted (HTTP 202):            ${fmt(g.acceptedPerSecond)} tickets/s   = ${fmt((100 * g.acceptedPerSecond) / bare, 0)} % of bare Express`);
+    out(`  confirmed publication:          ${fmt(g.confirmedPerSecond)} tickets/s   = ${fmt((100 * g.confirmedPerSecond) / raw.perSecond, 0)} % of raw amqplib, ${fmt((100 * g.confirmedPerSecond) / bare, 0)} % of bare Express`);
+    out(`  open load, POST → consumed:     p50 ${fmt(g.e2eP50, 1)} ms, p99 ${fmt(g.e2eP99, 1)} ms`);
+    for (const f of g.fixed) {
+      out(`  fixed ${fmt(f.rate)}/s (achieved ${fmt(f.achieved)}/s): HTTP p99 ${fmt(f.httpP99, 1)} ms; POST → consumed p50 ${fmt(f.e2eP50, 1)} ms, p99 ${fmt(f.e2eP99, 1)} ms`);
+    }
+    out(`  gateway RSS after open load:    ${fmt(g.rssMb)} MB (peak ${fmt(g.peakMb)} MB)`);
+
+    const smsBench = join(projectRoot(), 'bench', 'sms.ts');
+    if (existsSync(smsBench)) {
+      const mod = (await import('./sms.js')) as { benchSms?: (o: { amqpUrl: string; total: number }) => Promise<{ messagesPerSecond: number; p50Ms: number; p99Ms: number }> };
+      if (mod.benchSms) {
+        out();
+        const s = await mod.benchSms({ amqpUrl: vhost.url, total: Math.round(10_000 * SCALE) });
+        out('SMS (deliver_sm over one transceiver bind → confirmed ticket)');
+        out(`  ${fmt(s.messagesPerSecond)} messages/s = ${fmt((100 * s.messagesPerSecond) / raw.perSecond, 0)} % of raw amqplib; deliver_sm → consumed p50 ${fmt(s.p50Ms, 1)} ms, p99 ${fmt(s.p99Ms, 1)} ms`);
+      }
+    }
+  } finally {
+    await vhost.drop();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

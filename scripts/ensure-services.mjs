@@ -1,0 +1,69 @@
+#!/usr/bin/env node
+// Makes sure what the tests talk to is there: RabbitMQ running on 127.0.0.1:5672,
+// and the Debian packages the tests start privately (Dovecot, Chromium). Starts
+// or installs what is missing when it can, otherwise fails with one clear line.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { connect } from 'node:net';
+
+const isRoot = process.getuid?.() === 0;
+let aptUpdated = false;
+
+function portOpen(port, host = '127.0.0.1') {
+  return new Promise((resolve) => {
+    const s = connect({ port, host });
+    const done = (ok) => {
+      s.destroy();
+      resolve(ok);
+    };
+    s.setTimeout(1000, () => done(false));
+    s.once('connect', () => done(true));
+    s.once('error', () => done(false));
+  });
+}
+
+function fail(line) {
+  console.error(`ensure-services: ${line}`);
+  process.exit(1);
+}
+
+function aptInstall(pkgs, why) {
+  if (!isRoot || !existsSync('/usr/bin/apt-get')) {
+    fail(`${why} is missing; install the Debian package(s) ${pkgs.join(' ')} (as root: apt-get install -y ${pkgs.join(' ')})`);
+  }
+  console.log(`ensure-services: installing ${pkgs.join(' ')} for ${why}`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  if (!aptUpdated) {
+    spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
+    aptUpdated = true;
+  }
+  const r = spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...pkgs], { stdio: 'inherit', env });
+  if (r.status !== 0) fail(`could not install ${pkgs.join(' ')} for ${why} (apt-get exited ${r.status})`);
+}
+
+async function ensureRabbit() {
+  if (await portOpen(5672)) return;
+  if (!existsSync('/usr/sbin/rabbitmq-server')) aptInstall(['rabbitmq-server'], 'RabbitMQ');
+  console.log('ensure-services: starting RabbitMQ (rabbitmq-server -detached)');
+  try {
+    execFileSync('rabbitmq-server', ['-detached'], { stdio: 'inherit' });
+  } catch {
+    // -detached returns before the node is up; the port check below decides.
+  }
+  const until = Date.now() + 90_000;
+  while (!(await portOpen(5672))) {
+    if (Date.now() > until) fail('RabbitMQ did not come up on 127.0.0.1:5672; start it with: rabbitmq-server -detached');
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  // The node accepts TCP before it finishes booting; rabbitmqctl await_startup waits for the rest.
+  spawnSync('rabbitmqctl', ['-q', 'await_startup'], { stdio: 'ignore', timeout: 60_000 });
+}
+
+function ensurePackage(binary, pkgs, why) {
+  if (!existsSync(binary)) aptInstall(pkgs, why);
+}
+
+await ensureRabbit();
+ensurePackage('/usr/sbin/dovecot', ['dovecot-imapd'], 'the IMAP server used by the mailbox tests (Dovecot)');
+ensurePackage('/usr/bin/chromium', ['chromium'], 'the browser used by the web form tests (Chromium)');
+console.log('ensure-services: RabbitMQ, Dovecot and Chromium are ready');
