@@ -7,6 +7,7 @@ import { createVhost } from '../test/support/rabbit.js';
 import { freePort, spawnGateway, tempDir, TEST_API_KEY } from '../test/support/gateway.js';
 import { fmt, httpLoad, percentile, rawConfirmedPublish } from './lib.js';
 import { projectRoot } from '../src/config.js';
+import { benchDeadlines } from './deadlines.js';
 
 /**
  * `npm run bench`: the app API measured against baselines taken in the same run
@@ -58,7 +59,7 @@ interface GatewayRun {
 
 async function gatewayApp(amqpUrl: string): Promise<GatewayRun> {
   const dataDir = tempDir('bench-');
-  const proc = await spawnGateway({ AMQP_URL: amqpUrl, DATA_DIR: dataDir, APP_API_KEYS: `bench:${TEST_API_KEY}`, APP_RATE_LIMIT: '1000000', LOG_LEVEL: 'warn' });
+  const proc = await spawnGateway({ AMQP_URL: amqpUrl, DATA_DIR: dataDir, APP_API_KEYS: `bench:${TEST_API_KEY}`, APP_RATE_LIMIT: '1000000', LOG_LEVEL: 'warn' }, { compiled: true });
   const conn = await amqp.connect(amqpUrl);
   const arrivals = new Map<string, number>();
   try {
@@ -153,6 +154,18 @@ async function main(): Promise<void> {
         const s = await mod.benchSms({ amqpUrl: vhost.url, total: Math.round(10_000 * SCALE) });
         out('SMS (deliver_sm over one transceiver bind → confirmed ticket)');
         out(`  ${fmt(s.messagesPerSecond)} messages/s = ${fmt((100 * s.messagesPerSecond) / raw.perSecond, 0)} % of raw amqplib; deliver_sm → consumed p50 ${fmt(s.p50Ms, 1)} ms, p99 ${fmt(s.p99Ms, 1)} ms`);
+      }
+    }
+
+    out();
+    out('open deadlines (rows due in a day; breach lateness of 200 tickets with a 3 s deadline)');
+    for (const open of [1_000, 100_000, 1_000_000].map((n) => Math.round(n * Math.min(1, SCALE)))) {
+      const vh = await createVhost('bench-dl');
+      try {
+        const d = await benchDeadlines(vh.url, open);
+        out(`  ${fmt(d.open).padStart(9)} open: RSS ${fmt(d.rssMb)} MB; breach lag p50 ${fmt(d.lagP50Ms)} ms, p99 ${fmt(d.lagP99Ms)} ms, max ${fmt(d.lagMaxMs)} ms (${d.fired} fired)`);
+      } finally {
+        await vh.drop();
       }
     }
   } finally {

@@ -188,7 +188,6 @@ export class IntakeService implements Intake {
         raw,
       );
       this.store.setDedupe(msg.channel, msg.dedupeKey, id, now);
-      this.store.addRef(number, id);
       for (const ref of msg.channelMessageIds) this.store.addRef(ref, id);
       this.store.addDeadline(id, 'warning', now + Math.round(deadlineMs * this.config.DEADLINE_WARNING_RATIO));
       this.store.addDeadline(id, 'breach', respondBy);

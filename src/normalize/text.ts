@@ -31,7 +31,7 @@ export function htmlToText(html: string): string {
         { selector: 'h1', options: { uppercase: false } },
         { selector: 'h2', options: { uppercase: false } },
         { selector: 'h3', options: { uppercase: false } },
-        { selector: 'table', format: 'dataTable' },
+        { selector: 'table', format: 'dataTable', options: { uppercaseHeaderCells: false } },
       ],
     }),
   );

@@ -30,10 +30,10 @@ CREATE TABLE IF NOT EXISTS tickets (
   breached INTEGER NOT NULL DEFAULT 0,
   matter TEXT NOT NULL,
   repeat_of TEXT,
-  body TEXT NOT NULL
+  body TEXT NOT NULL,
+  raw BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tickets_citizen ON tickets(citizen_key, created_at);
-CREATE TABLE IF NOT EXISTS raw_input (ticket_id TEXT PRIMARY KEY, raw BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dedupe (
   channel TEXT NOT NULL, key TEXT NOT NULL, ticket_id TEXT NOT NULL,
   first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL,
@@ -68,6 +68,8 @@ CREATE TABLE IF NOT EXISTS parts (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS parts_age ON parts(received_at);
 `;
+
+const TICKET_COLUMNS = 'id, number, channel, citizen_key, created_at, respond_by, state, acknowledged_at, responded_at, breached, matter, repeat_of, body';
 
 export interface TicketRow {
   id: string;
@@ -168,15 +170,15 @@ export class SqliteStore {
     const db = this.db;
     this.stmts = {
       insertTicket: db.prepare(
-        `INSERT INTO tickets (id, number, channel, citizen_key, created_at, respond_by, matter, repeat_of, body, acknowledged_at)
-         VALUES (@id, @number, @channel, @citizen_key, @created_at, @respond_by, @matter, @repeat_of, @body, @acknowledged_at)`,
+        `INSERT INTO tickets (id, number, channel, citizen_key, created_at, respond_by, matter, repeat_of, body, raw, acknowledged_at)
+         VALUES (@id, @number, @channel, @citizen_key, @created_at, @respond_by, @matter, @repeat_of, @body, @raw, @acknowledged_at)`,
       ),
-      getTicket: db.prepare(`SELECT * FROM tickets WHERE id = ?`),
-      getTicketByNumber: db.prepare(`SELECT * FROM tickets WHERE number = ?`),
+      // The raw input stays in the journal for audit; day-to-day reads leave it on disk.
+      getTicket: db.prepare(`SELECT ${TICKET_COLUMNS} FROM tickets WHERE id = ?`),
+      getTicketByNumber: db.prepare(`SELECT ${TICKET_COLUMNS} FROM tickets WHERE number = ?`),
       recentByCitizen: db.prepare(
         `SELECT id, matter, repeat_of FROM tickets WHERE citizen_key = ? AND created_at >= ? ORDER BY created_at DESC LIMIT 20`,
       ),
-      insertRaw: db.prepare(`INSERT OR REPLACE INTO raw_input (ticket_id, raw) VALUES (?, ?)`),
       getDedupe: db.prepare(`SELECT ticket_id, first_seen, last_seen FROM dedupe WHERE channel = ? AND key = ?`),
       upsertDedupe: db.prepare(
         `INSERT INTO dedupe (channel, key, ticket_id, first_seen, last_seen) VALUES (?, ?, ?, ?, ?)
@@ -289,8 +291,7 @@ export class SqliteStore {
   // ---- writes: call only inside run() ---------------------------------------
 
   insertTicket(row: Omit<TicketRow, 'state' | 'responded_at' | 'breached'>, raw: Buffer): void {
-    this.stmts.insertTicket.run(row);
-    this.stmts.insertRaw.run(row.id, raw);
+    this.stmts.insertTicket.run({ ...row, raw });
   }
 
   nextNumber(day: string): number {
@@ -390,7 +391,9 @@ export class SqliteStore {
     return this.stmts.getDedupe.get(channel, key) as { ticket_id: string; first_seen: number; last_seen: number } | undefined;
   }
 
+  /** A ticket named by a ticket number or an upstream id (Message-ID of a mail or of our receipt). */
   getRef(ref: string): string | undefined {
+    if (/^\d{8}-\d{6,}$/.test(ref)) return this.getTicketRowByNumber(ref)?.id;
     return (this.stmts.getRef.get(ref) as { ticket_id: string } | undefined)?.ticket_id;
   }
 
