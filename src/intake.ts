@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import type { Clock } from './clock.js';
-import type { AcceptOptions, AcceptResult, Channel, ChannelState, Inbound, Intake, OutboundMessage, RejectInput, StoredPart } from './channels/types.js';
+import type { AcceptOptions, AcceptResult, Channel, TicketStatus, ChannelState, Inbound, Intake, OutboundMessage, RejectInput, StoredPart } from './channels/types.js';
 import { GatewayError } from './errors.js';
 import { TicketV1, stableId, ticketIdFor, type Attachment, type Ticket } from './ticket.js';
 import { cleanText, truncate } from './normalize/text.js';
@@ -22,15 +22,6 @@ export interface IntakeHooks {
   outboundAdded(): void;
 }
 
-export interface TicketStatus {
-  state: 'received' | 'acknowledged' | 'responded';
-  respondBy: string;
-  acknowledgedAt: string | null;
-  respondedAt: string | null;
-  breached: boolean;
-  replies: { replyId: string; text: string; state: string; at: string; sentAt: string | null }[];
-}
-
 const iso = (ms: number) => new Date(ms).toISOString();
 const MAX_CONTENT = 20_000;
 
@@ -41,6 +32,8 @@ const MAX_CONTENT = 20_000;
  * finds an earlier open ticket on the same matter, and writes the ticket, its
  * raw input, dedupe keys, deadlines, the receipt and the outbox row together.
  */
+export type { TicketStatus };
+
 export class IntakeService implements Intake {
   private stopping = false;
   private readonly dayFormat: Intl.DateTimeFormat;
@@ -144,7 +137,7 @@ export class IntakeService implements Intake {
       }
 
       const respondBy = now + deadlineMs;
-      const ticket: Ticket = TicketV1.parse({
+      const parsed = TicketV1.safeParse({
         schemaVersion: 1,
         id,
         number,
@@ -171,6 +164,12 @@ export class IntakeService implements Intake {
         incomplete: msg.incomplete,
         source: msg.source,
       });
+      // An adapter built an Inbound the schema refuses (say, a location out of range): that input
+      // will never become a ticket however often the upstream retries, so it is permanent.
+      if (!parsed.success) {
+        throw new GatewayError('INPUT_INVALID', `ticket does not match schema v1: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`, { transient: false });
+      }
+      const ticket: Ticket = parsed.data;
 
       this.store.insertTicket(
         {

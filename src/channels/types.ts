@@ -92,8 +92,21 @@ export interface Intake {
   state(channel: Channel): ChannelState;
   /** Lookup by id, for adapters that answer in-band. */
   getTicket(id: string): Promise<Ticket | null>;
+  /** Lookup by the human ticket number (status pages, Open311). */
+  getTicketByNumber(number: string): Ticket | null;
+  /** Delivery state and replies of a ticket, as `GET /api/v1/tickets/:id/status` shows it. */
+  ticketStatus(id: string): TicketStatus | null;
   /** True while the outbox is deeper than the configured high-water mark: pause reading upstream. */
   backlogHigh(): boolean;
+}
+
+export interface TicketStatus {
+  state: 'received' | 'acknowledged' | 'responded';
+  respondBy: string;
+  acknowledgedAt: string | null;
+  respondedAt: string | null;
+  breached: boolean;
+  replies: { replyId: string; text: string; state: string; at: string; sentAt: string | null }[];
 }
 
 export interface StoredPart {

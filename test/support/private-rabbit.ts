@@ -16,7 +16,7 @@ const SERVER = '/usr/lib/rabbitmq/bin/rabbitmq-server';
 export class PrivateRabbit {
   private child: ChildProcess | null = null;
   private readonly dir = tempDir('rabbit-');
-  private readonly name = `gwtest${randomBytes(3).toString('hex')}@localhost`;
+  readonly name = `gwtest${randomBytes(3).toString('hex')}@localhost`;
   private log = '';
   port = 0;
 
