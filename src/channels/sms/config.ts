@@ -17,6 +17,9 @@ export const smsConfig = {
   SMS_WINDOW: positiveInt(),
   /** deliver_sm_resp command_status when the gateway cannot store (0x64 ESME_RX_T_APPN; some SMSCs retry only 0x08/0x14/0x58). */
   SMS_RETRY_STATUS: z.coerce.number().int().min(1).max(0xffff),
-  /** enquire_link period. */
+  /** enquire_link period; a link that leaves one unanswered for a whole period is dropped and rebuilt. */
   SMS_ENQUIRE_LINK: duration(),
+  /** First wait before reconnecting after a drop, unbind or failed bind; doubles up to SMS_RECONNECT_MAX. */
+  SMS_RECONNECT_MIN: duration(),
+  SMS_RECONNECT_MAX: duration(),
 };

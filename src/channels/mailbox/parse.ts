@@ -1,0 +1,507 @@
+import { createHash } from 'node:crypto';
+import { isUtf8 } from 'node:buffer';
+import { simpleParser, type ParsedMail, type AddressObject } from 'mailparser';
+import { Splitter } from '@zone-eu/mailsplit';
+import libmime from 'libmime';
+import iconv from 'iconv-lite';
+import { z } from 'zod';
+import type { Inbound, InboundAttachment } from '../types.js';
+import { htmlToText } from '../../normalize/text.js';
+
+/**
+ * Pure parsing for the mayor's mailbox: raw RFC 5322 bytes (or a web form) →
+ * validated facts → `Inbound`. No sockets, no store, no clock.
+ */
+
+export const CHANNEL = 'mailbox' as const;
+
+/** Where an IMAP message came from; null for mail not read from IMAP. */
+export interface MailOrigin {
+  mailbox: string;
+  uidValidity: string | null;
+  uid: number | null;
+}
+
+export type RejectReason = 'auto_reply' | 'bounce' | 'too_large' | 'parse_error';
+
+export type MailParseResult =
+  | { kind: 'inbound'; inbound: Inbound; repairedCharset: string | null }
+  | { kind: 'reject'; reason: RejectReason; detail: string };
+
+// ---------------------------------------------------------------------------
+// Raw header access. mailparser decodes headers for us, but auto-reply
+// detection and the charset fallback need the header bytes as they were sent.
+
+/** The root header block (before the first empty line), CRLF or LF. */
+export function headerBlock(raw: Buffer): Buffer {
+  const crlf = raw.indexOf('\r\n\r\n');
+  const lf = raw.indexOf('\n\n');
+  const end = crlf >= 0 && (lf < 0 || crlf < lf) ? crlf + 2 : lf >= 0 ? lf + 1 : raw.length;
+  return raw.subarray(0, end);
+}
+
+/** Unfolded header fields of the root block, names lowercased, values as latin1 strings (byte-preserving). */
+export function rawHeaders(raw: Buffer): { key: string; value: string }[] {
+  const text = headerBlock(raw).toString('latin1').replace(/\r?\n[ \t]+/g, ' ');
+  const out: { key: string; value: string }[] = [];
+  for (const line of text.split(/\r?\n/)) {
+    const i = line.indexOf(':');
+    if (i <= 0) continue;
+    out.push({ key: line.slice(0, i).trim().toLowerCase(), value: line.slice(i + 1).trim() });
+  }
+  return out;
+}
+
+function firstHeader(headers: { key: string; value: string }[], key: string): string | null {
+  const h = headers.find((x) => x.key === key);
+  return h ? h.value : null;
+}
+
+// ---------------------------------------------------------------------------
+// Loops and junk (RFC 3834, RFC 3464): never a ticket, never a receipt.
+
+export interface Automated {
+  reason: 'auto_reply' | 'bounce';
+  detail: string;
+}
+
+export function detectAutomated(raw: Buffer): Automated | null {
+  const headers = rawHeaders(raw);
+  const get = (k: string) => firstHeader(headers, k);
+
+  // Bounces first: a DSN is often also marked Auto-Submitted.
+  const returnPath = get('return-path');
+  if (returnPath !== null && /^<\s*>$/.test(returnPath.trim())) {
+    return { reason: 'bounce', detail: 'null sender (Return-Path: <>)' };
+  }
+  const contentType = get('content-type');
+  if (contentType) {
+    const ct = libmime.parseHeaderValue(contentType);
+    if (ct.value.toLowerCase() === 'multipart/report') {
+      const type = String(ct.params['report-type'] ?? '').toLowerCase();
+      if (type === 'delivery-status' || type === '') {
+        return { reason: 'bounce', detail: `multipart/report; report-type=${type || 'unspecified'}` };
+      }
+      // disposition-notification (read receipts) and the like: automatic, not a bounce.
+      return { reason: 'auto_reply', detail: `multipart/report; report-type=${type}` };
+    }
+  }
+  if (get('x-failed-recipients') !== null) return { reason: 'bounce', detail: 'X-Failed-Recipients present' };
+  const from = get('from');
+  if (from && /(^|[<\s"])mailer-daemon@/i.test(from)) return { reason: 'bounce', detail: `From: ${from}` };
+
+  const autoSubmitted = get('auto-submitted');
+  if (autoSubmitted !== null) {
+    const value = autoSubmitted.split(';')[0]!.replace(/\(.*?\)/g, '').trim().toLowerCase();
+    if (value !== 'no') return { reason: 'auto_reply', detail: `Auto-Submitted: ${autoSubmitted}` };
+  }
+  const precedence = get('precedence');
+  if (precedence && /^(bulk|junk|list|auto_reply)$/i.test(precedence.trim())) {
+    return { reason: 'auto_reply', detail: `Precedence: ${precedence}` };
+  }
+  for (const key of ['x-autoreply', 'x-autorespond', 'x-auto-reply']) {
+    const v = get(key);
+    if (v !== null && !/^(no|false|0)$/i.test(v.trim())) return { reason: 'auto_reply', detail: `${key}: ${v}` };
+  }
+  return null;
+}
+
+// ---------------------------------------------------------------------------
+// Charsets. mailparser decodes labelled GBK/GB18030/Big5 correctly, but reads
+// an unlabelled 8-bit body and raw 8-bit header bytes as UTF-8, which leaves
+// U+FFFD. When that happens we rewrite the message: header lines that are not
+// UTF-8 are transcoded from the fallback charset, unlabelled text parts whose
+// bytes are not UTF-8 get `charset=<fallback>`; then parse again.
+
+const REPLACEMENT = /\uFFFD/g;
+export function replacementCount(s: string | null | undefined): number {
+  return s ? (s.match(REPLACEMENT) ?? []).length : 0;
+}
+
+const CJK_CHARSETS = new Set(['gbk', 'gb2312', 'gb18030', 'big5', 'big5-hkscs', 'cp936', 'x-gbk', 'hz-gb-2312', 'cp950']);
+
+/** Transcode every line that is not valid UTF-8 from `charset`; other lines stay as they are. */
+function transcodeHeaderLines(block: Buffer, charset: string): Buffer {
+  if (isUtf8(block)) return block;
+  const parts: Buffer[] = [];
+  let start = 0;
+  while (start < block.length) {
+    let end = block.indexOf(0x0a, start);
+    end = end < 0 ? block.length : end + 1;
+    const line = block.subarray(start, end);
+    parts.push(isUtf8(line) ? line : Buffer.from(iconv.decode(line, charset), 'utf8'));
+    start = end;
+  }
+  return Buffer.concat(parts);
+}
+
+interface SplitNode {
+  type: 'node';
+  root: boolean;
+  contentType: string | false;
+  charset: string | false;
+  multipart: string | false;
+  getHeaders(): Buffer;
+  setCharset(charset: string): void;
+  getDecoder(): NodeJS.ReadWriteStream;
+}
+type SplitChunk = SplitNode | { type: 'data' | 'body'; value: Buffer };
+
+async function decodeBody(node: SplitNode, chunks: Buffer[]): Promise<Buffer> {
+  const decoder = node.getDecoder();
+  const out: Buffer[] = [];
+  return new Promise((resolve, reject) => {
+    decoder.on('data', (c: Buffer | string) => out.push(typeof c === 'string' ? Buffer.from(c, 'binary') : c));
+    decoder.on('end', () => resolve(Buffer.concat(out)));
+    decoder.on('error', reject);
+    for (const c of chunks) decoder.write(c);
+    decoder.end();
+  });
+}
+
+/**
+ * Rewrite a message so that mailparser decodes its unlabelled 8-bit text: returns
+ * the rewritten bytes and the charset used, or null when nothing needed it.
+ */
+export async function repairCharsets(raw: Buffer): Promise<{ raw: Buffer; charset: string } | null> {
+  const items: SplitChunk[] = [];
+  const splitter = new Splitter({ ignoreEmbedded: true });
+  splitter.end(raw);
+  for await (const c of splitter as unknown as AsyncIterable<SplitChunk>) items.push(c);
+
+  // The fallback charset: whatever CJK charset the sender labelled some other
+  // part with (an Outlook subject in raw Big5 next to a big5-labelled body),
+  // else GB18030, the superset of GB2312 and GBK.
+  let charset = 'gb18030';
+  for (const it of items) {
+    if (it.type === 'node' && it.charset && CJK_CHARSETS.has(it.charset.toLowerCase())) {
+      charset = it.charset.toLowerCase().startsWith('big5') || it.charset.toLowerCase() === 'cp950' ? 'big5' : 'gb18030';
+      break;
+    }
+  }
+
+  let changed = false;
+  const out: Buffer[] = [];
+  for (let i = 0; i < items.length; i++) {
+    const it = items[i]!;
+    if (it.type !== 'node') {
+      out.push(it.value);
+      continue;
+    }
+    const body: Buffer[] = [];
+    for (let j = i + 1; j < items.length && items[j]!.type === 'body'; j++) body.push((items[j] as { value: Buffer }).value);
+    const isText = !it.multipart && (!it.contentType || it.contentType.startsWith('text/'));
+    if (isText && !it.charset && body.length > 0) {
+      const decoded = await decodeBody(it, body);
+      if (!isUtf8(decoded)) {
+        it.setCharset(charset);
+        changed = true;
+      }
+    }
+    const head = it.getHeaders();
+    const fixed = transcodeHeaderLines(head, charset);
+    if (fixed !== head) changed = true;
+    out.push(fixed);
+  }
+  return changed ? { raw: Buffer.concat(out), charset } : null;
+}
+
+// ---------------------------------------------------------------------------
+// Text
+
+/** Ticket numbers look like 20261123-000042; they may appear anywhere in a subject. */
+const TICKET_NUMBER = /(?<!\d)(\d{8}-\d{6,})(?!\d)/g;
+export function ticketNumbersIn(text: string | null | undefined): string[] {
+  if (!text) return [];
+  return [...new Set([...text.matchAll(TICKET_NUMBER)].map((m) => m[1]!))];
+}
+
+const REPLY_SUBJECT = /^\s*(re|aw|sv|fw|fwd|回复|答复|回覆|回覆|转发|轉寄)\s*[:：]/i;
+
+/** Lines that introduce the quoted earlier message in common clients (English and Chinese). */
+const QUOTE_HEADERS: RegExp[] = [
+  /^-{2,}\s*(original message|原始邮件|原始郵件|forwarded message|转发邮件|转发的邮件|轉寄郵件)\s*-{2,}\s*$/i,
+  /^on\s.{1,300}\swrote:\s*$/i,
+  /^在\s?.{1,300}(写道|寫道)\s*[:：]\s*$/,
+  /^.{1,300}于\s?.{1,100}(写道|寫道)\s*[:：]\s*$/,
+  /^_{20,}\s*$/,
+];
+const OUTLOOK_FROM = /^\s*\**(from|发件人|寄件者)\s*\**\s*[:：]/i;
+const OUTLOOK_NEXT = /^\s*\**(sent|date|to|subject|发送时间|日期|收件人|主题|寄件日期|主旨)\s*\**\s*[:：]/i;
+
+/**
+ * Remove the quoted earlier message from a reply: everything from the first
+ * attribution line ("On … wrote:", "在…写道：", "-----原始邮件-----", an Outlook
+ * header block) and every `>` line. Returns the input when nothing would be left.
+ */
+export function stripQuoted(text: string): string {
+  const lines = text.replace(/\r\n?/g, '\n').split('\n');
+  let cut = lines.length;
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!.trim();
+    const joined = i + 1 < lines.length ? `${line} ${lines[i + 1]!.trim()}` : line;
+    if (QUOTE_HEADERS.some((re) => re.test(line))) {
+      cut = i;
+      break;
+    }
+    // "On Mon, 23 Nov 2026 … <x@y>\nwrote:" wrapped over two lines.
+    if (/^on\s/i.test(line) && /\swrote:\s*$/i.test(joined) && !/wrote:\s*$/i.test(line)) {
+      cut = i;
+      break;
+    }
+    if (OUTLOOK_FROM.test(line)) {
+      const next = lines.slice(i + 1, i + 5).filter((l) => l.trim() !== '');
+      if (next.some((l) => OUTLOOK_NEXT.test(l))) {
+        cut = i;
+        break;
+      }
+    }
+  }
+  const kept = lines
+    .slice(0, cut)
+    .filter((l) => !/^\s*>/.test(l))
+    .join('\n')
+    .replace(/\n-- \n[\s\S]*$/, '\n')
+    .trim();
+  return kept === '' ? text.trim() : kept;
+}
+
+// ---------------------------------------------------------------------------
+// Mail → Inbound
+
+const MessageIdish = z.string().trim().min(3).max(998);
+/** Internationalised addresses (张三@例子.中国) are valid senders too (RFC 6531). */
+const Email = () => z.email({ pattern: z.regexes.unicodeEmail, message: 'expected an e-mail address' });
+
+const MailFacts = z.object({
+  messageId: MessageIdish.nullable(),
+  from: z.object({ address: Email(), name: z.string().nullable() }),
+  replyTo: Email().nullable(),
+  subject: z.string().nullable(),
+  date: z.date().nullable(),
+  inReplyTo: z.array(MessageIdish),
+  references: z.array(MessageIdish),
+  content: z.string(),
+  attachments: z.array(z.object({ fileName: z.string().min(1), mimeType: z.string().min(1), data: z.instanceof(Buffer) })),
+});
+export type MailFacts = z.infer<typeof MailFacts>;
+
+/** `<id@host>` as the thread key: trimmed, one pair of angle brackets. */
+export function normalizeMessageId(id: string): string {
+  const t = id.trim().replace(/^<+/, '').replace(/>+$/, '').trim();
+  return `<${t}>`;
+}
+
+function idList(v: unknown): string[] {
+  const raw = Array.isArray(v) ? v : typeof v === 'string' ? v.split(/\s+/) : [];
+  const out: string[] = [];
+  for (const item of raw) {
+    if (typeof item !== 'string') continue;
+    for (const m of item.match(/<[^<>\s]+>/g) ?? (item.trim() ? [item.trim()] : [])) out.push(normalizeMessageId(m));
+  }
+  return [...new Set(out)].slice(0, 100);
+}
+
+function firstAddress(a: AddressObject | AddressObject[] | undefined): { address: string; name: string } | null {
+  const list = Array.isArray(a) ? a : a ? [a] : [];
+  for (const obj of list) {
+    for (const v of obj.value) {
+      if (v.address) return { address: v.address, name: v.name ?? '' };
+      for (const g of v.group ?? []) if (g.address) return { address: g.address, name: g.name ?? '' };
+    }
+  }
+  return null;
+}
+
+const EXT_BY_TYPE: Record<string, string> = {
+  'image/jpeg': '.jpg',
+  'image/png': '.png',
+  'image/gif': '.gif',
+  'application/pdf': '.pdf',
+  'text/plain': '.txt',
+  'message/rfc822': '.eml',
+};
+
+function totalReplacement(p: ParsedMail): number {
+  const from = firstAddress(p.from);
+  return (
+    replacementCount(p.subject) +
+    replacementCount(from?.name) +
+    replacementCount(p.text) +
+    replacementCount(typeof p.html === 'string' ? p.html : '') +
+    p.attachments.reduce((n, a) => n + replacementCount(a.filename), 0)
+  );
+}
+
+const PARSER_OPTIONS = {
+  skipHtmlToText: true,
+  skipTextToHtml: true,
+  skipImageLinks: true,
+  skipTextLinks: true,
+  keepCidLinks: true,
+  checksumAlgo: false as const,
+};
+
+/** Facts of one parsed message; throws a ZodError when it cannot be a ticket. */
+export function factsOf(p: ParsedMail): MailFacts {
+  const from = firstAddress(p.from);
+  const replyTo = firstAddress(p.replyTo);
+  const isReply = Boolean(p.inReplyTo) || Boolean(p.references) || REPLY_SUBJECT.test(p.subject ?? '');
+  const text = p.text && p.text.trim() !== '' ? p.text : typeof p.html === 'string' ? htmlToText(p.html) : '';
+  const content = isReply ? stripQuoted(text) : text.trim();
+  const attachments: InboundAttachment[] = p.attachments.map((a, i) => {
+    const mimeType = (a.contentType || 'application/octet-stream').toLowerCase();
+    return {
+      fileName: a.filename?.trim() || `attachment-${i + 1}${EXT_BY_TYPE[mimeType] ?? '.bin'}`,
+      mimeType,
+      data: a.content,
+    };
+  });
+  return MailFacts.parse({
+    messageId: p.messageId ? normalizeMessageId(p.messageId) : null,
+    from: from ? { address: from.address.trim(), name: from.name.trim() || null } : { address: '', name: null },
+    replyTo: replyTo ? replyTo.address.trim() : null,
+    subject: p.subject?.trim() ? p.subject.trim() : null,
+    date: p.date && !Number.isNaN(p.date.getTime()) ? p.date : null,
+    inReplyTo: idList(p.inReplyTo),
+    references: idList(p.references),
+    content,
+    attachments,
+  });
+}
+
+export function rawHash(raw: Buffer): string {
+  return createHash('sha256').update(raw).digest('hex');
+}
+
+/** Build the Inbound from validated facts. */
+export function mailToInbound(facts: MailFacts, raw: Buffer, origin: MailOrigin): Inbound {
+  const address = facts.from.address;
+  const threadRefs = [...new Set([...facts.inReplyTo, ...facts.references, ...ticketNumbersIn(facts.subject)])];
+  return {
+    channel: CHANNEL,
+    dedupeKey: facts.messageId ?? `sha256:${rawHash(raw)}`,
+    channelMessageIds: facts.messageId ? [facts.messageId] : [],
+    sentAt: facts.date,
+    citizen: { channelUserId: address.toLowerCase(), phone: null, email: address, name: facts.from.name },
+    subject: facts.subject,
+    content: facts.content,
+    attachments: facts.attachments,
+    location: null,
+    incomplete: false,
+    source: {
+      via: 'imap',
+      messageId: facts.messageId,
+      inReplyTo: facts.inReplyTo[0] ?? null,
+      references: facts.references,
+      replyTo: facts.replyTo && facts.replyTo.toLowerCase() !== address.toLowerCase() ? facts.replyTo : null,
+      uidValidity: origin.uidValidity,
+      uid: origin.uid,
+      mailbox: origin.mailbox,
+    },
+    raw,
+    threadRefs,
+  };
+}
+
+/**
+ * raw mail → Inbound, or the reason it is not a ticket. Never throws for bad
+ * input: unparseable mail is a `parse_error` reject (kept with its raw bytes).
+ */
+export async function parseMail(raw: Buffer, origin: MailOrigin, opts: { maxBytes: number; ownAddress?: string | null }): Promise<MailParseResult> {
+  if (raw.length > opts.maxBytes) {
+    return { kind: 'reject', reason: 'too_large', detail: `mail is ${raw.length} bytes, MAIL_MAX_BYTES is ${opts.maxBytes}` };
+  }
+  const automated = detectAutomated(raw);
+  if (automated) return { kind: 'reject', ...automated };
+
+  let parsed: ParsedMail;
+  let repairedCharset: string | null = null;
+  try {
+    parsed = await simpleParser(raw, PARSER_OPTIONS);
+    if (totalReplacement(parsed) > 0) {
+      const repaired = await repairCharsets(raw);
+      if (repaired) {
+        const again = await simpleParser(repaired.raw, PARSER_OPTIONS);
+        if (totalReplacement(again) < totalReplacement(parsed)) {
+          parsed = again;
+          repairedCharset = repaired.charset;
+        }
+      }
+    }
+  } catch (err) {
+    return { kind: 'reject', reason: 'parse_error', detail: `MIME parse failed: ${(err as Error).message}` };
+  }
+
+  let facts: MailFacts;
+  try {
+    facts = factsOf(parsed);
+  } catch (err) {
+    const detail = err instanceof z.ZodError ? err.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') : (err as Error).message;
+    return { kind: 'reject', reason: 'parse_error', detail };
+  }
+  if (opts.ownAddress && facts.from.address.toLowerCase() === opts.ownAddress.toLowerCase()) {
+    // Our own receipt or reply came back (a BCC, a forward rule): answering it would loop.
+    return { kind: 'reject', reason: 'auto_reply', detail: `mail from the mailbox's own address ${opts.ownAddress}` };
+  }
+  // The raw bytes stay as received (the archive keeps what the citizen sent).
+  return { kind: 'inbound', inbound: mailToInbound(facts, raw, origin), repairedCharset };
+}
+
+// ---------------------------------------------------------------------------
+// Web form → Inbound
+
+const optionalTrimmed = (max: number) =>
+  z
+    .string()
+    .optional()
+    .transform((v) => (v === undefined ? undefined : v.trim()))
+    .pipe(z.string().max(max).optional())
+    .transform((v) => (v ? v : null));
+
+export const FormInput = z.object({
+  name: optionalTrimmed(50),
+  phone: optionalTrimmed(20).refine((v) => v === null || /^\+?[0-9][0-9 \-()]{4,19}$/.test(v), { message: '电话号码格式不正确' }),
+  email: optionalTrimmed(254).refine((v) => v === null || Email().safeParse(v).success, { message: '电子邮箱格式不正确' }),
+  subject: z.string().trim().min(1, { message: '请填写标题' }).max(200, { message: '标题不能超过200字' }),
+  content: z.string().trim().min(1, { message: '请填写诉求内容' }).max(10_000, { message: '内容不能超过10000字' }),
+  /** One per rendered form: a double submit carries the same nonce and maps to the same ticket. */
+  nonce: z.string().regex(/^[A-Za-z0-9_-]{16,64}$/, { message: '表单已失效，请刷新页面后重新提交' }),
+});
+export type FormInput = z.infer<typeof FormInput>;
+
+export function formToInbound(input: FormInput, attachments: InboundAttachment[], submittedAt: Date): Inbound {
+  const channelUserId = input.email?.toLowerCase() ?? (input.phone ? input.phone.replace(/[^\d+]/g, '') : `web:${input.nonce}`);
+  const raw = JSON.stringify({
+    form: 'mailbox',
+    name: input.name,
+    phone: input.phone,
+    email: input.email,
+    subject: input.subject,
+    content: input.content,
+    nonce: input.nonce,
+    attachments: attachments.map((a) => ({ fileName: a.fileName, mimeType: a.mimeType, size: a.data.length })),
+  });
+  return {
+    channel: CHANNEL,
+    dedupeKey: `form:${input.nonce}`,
+    channelMessageIds: [`form:${input.nonce}`],
+    sentAt: submittedAt,
+    citizen: {
+      channelUserId,
+      phone: input.phone ? input.phone.replace(/[^\d+]/g, '') : null,
+      email: input.email,
+      name: input.name,
+    },
+    subject: input.subject,
+    content: input.content,
+    attachments,
+    location: null,
+    incomplete: false,
+    source: { via: 'web', messageId: null, inReplyTo: null, references: [], form: true },
+    raw,
+    // No threadRefs: the form is anonymous, so a ticket number typed into the
+    // subject must not attach this text to somebody else's ticket.
+    threadRefs: [],
+  };
+}
