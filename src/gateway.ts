@@ -94,8 +94,9 @@ export class Gateway {
     const app = express();
     app.disable('x-powered-by');
     app.set('trust proxy', 'loopback');
-    app.use((_req, res, next) => {
-      if (!this.closing) return next();
+    app.use((req, res, next) => {
+      // Ops probes still answer while closing: /readyz then says 503 with its reasons.
+      if (!this.closing || req.path === '/readyz' || req.path === '/healthz') return next();
       res.setHeader('Connection', 'close');
       sendError(res, 503, 'SHUTTING_DOWN', 'gateway is shutting down');
     });

@@ -203,6 +203,28 @@ describe('app API → RabbitMQ (real broker, real sockets)', function () {
     });
   });
 
+  describe('store unusable', () => {
+    it('refuses with 503 (nothing acknowledged), /readyz says why, and recovers', async () => {
+      const db = tg.gateway.store.db;
+      db.pragma('query_only = ON');
+      try {
+        const r = await post({ clientMessageId: 'ro-1', content: '路灯坏了' });
+        expect(r.status).to.equal(503);
+        expect(r.headers.get('retry-after')).to.equal('1');
+        const ready = await fetch(`${tg.baseUrl}/readyz`);
+        expect(ready.status).to.equal(503);
+        const body = (await ready.json()) as { reasons: string[]; store: string };
+        expect(body.store).to.equal('unusable');
+        expect(body.reasons.join(' ')).to.contain('store unusable');
+      } finally {
+        db.pragma('query_only = OFF');
+      }
+      const again = await post({ clientMessageId: 'ro-1', content: '路灯坏了' });
+      expect(again.status).to.equal(202);
+      expect((await fetch(`${tg.baseUrl}/readyz`)).status).to.equal(200);
+    });
+  });
+
   describe('ops endpoints', () => {
     it('healthz, readyz with broker state and backlog, Prometheus metrics', async () => {
       expect((await fetch(`${tg.baseUrl}/healthz`)).status).to.equal(200);
