@@ -66,9 +66,13 @@ function ensurePackage(binary, pkgs, why) {
 await ensureRabbit();
 ensurePackage('/usr/sbin/dovecot', ['dovecot-imapd'], 'the IMAP server used by the mailbox tests (Dovecot)');
 ensurePackage('/usr/bin/chromium', ['chromium'], 'the browser used by the web form tests (Chromium)');
+// The fault suite's read-only-store fault mounts the data directory on a small FUSE filesystem.
+if (!existsSync('/usr/include/fuse3/fuse.h') || !existsSync('/usr/bin/fusermount3')) {
+  aptInstall(['libfuse3-dev', 'fuse3', 'pkg-config'], 'the read-only filesystem of the fault suite (FUSE 3)');
+}
 // A CJK font, so screenshots of the zh-CN pages show characters rather than boxes (not needed to pass).
 if (!existsSync('/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc') && isRoot && existsSync('/usr/bin/apt-get')) {
   const r = spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'fonts-wqy-zenhei'], { stdio: 'ignore', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
   if (r.status !== 0) console.log('ensure-services: fonts-wqy-zenhei not installed; page screenshots may show boxes for Chinese text');
 }
-console.log('ensure-services: RabbitMQ, Dovecot and Chromium are ready');
+console.log('ensure-services: RabbitMQ, Dovecot, Chromium and FUSE are ready');

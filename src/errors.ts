@@ -63,3 +63,18 @@ export function errorCode(err: unknown): string {
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/**
+ * Validate untrusted input with a zod schema; a mismatch is a permanent
+ * INPUT_INVALID whose detail lists the issues (it ends up on intake.rejected).
+ */
+export function parseOrReject<T>(schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: { issues: { path: PropertyKey[]; message: string }[] } } }, value: unknown, message: string): T {
+  const r = schema.safeParse(value);
+  if (!r.success) {
+    throw new GatewayError('INPUT_INVALID', message, {
+      transient: false,
+      detail: r.error.issues.map((i) => `${i.path.map(String).join('.')}: ${i.message}`),
+    });
+  }
+  return r.data;
+}

@@ -95,6 +95,7 @@ export class IntakeService implements Intake {
       const seen = this.store.getDedupe(msg.channel, msg.dedupeKey);
       if (seen && (!msg.dedupeWindowMs || now - seen.last_seen < msg.dedupeWindowMs)) {
         this.store.touchDedupe(msg.channel, msg.dedupeKey, now);
+        if (msg.consumesPartsGroup) this.store.dropParts(msg.channel, msg.consumesPartsGroup);
         const row = this.store.getTicketRow(seen.ticket_id);
         if (row) {
           const ticket = JSON.parse(row.body) as Ticket;
@@ -236,6 +237,7 @@ export class IntakeService implements Intake {
     const active = this.activeReceipts.has(msg.channel);
     await this.store.run(() => {
       const now = this.clock.now();
+      if (msg.consumesPartsGroup) this.store.dropParts(msg.channel, msg.consumesPartsGroup);
       const seen = this.store.getDedupe(msg.channel, `empty:${msg.dedupeKey}`);
       if (seen) return;
       this.store.setDedupe(msg.channel, `empty:${msg.dedupeKey}`, '', now);

@@ -65,11 +65,13 @@ export class OutboundDispatcher {
     if (this.scanning || this.stopped || this.store.isClosed) return;
     this.scanning = true;
     try {
+      let now = this.clock.now();
       do {
         this.rescan = false;
+        now = this.clock.now();
         const room = CONCURRENCY - this.inflight.size;
         if (room <= 0) break;
-        const rows = this.store.dueOutbound(this.clock.now(), room + this.inflight.size).filter((r) => !this.inflight.has(r.id));
+        const rows = this.store.dueOutbound(now, room + this.inflight.size).filter((r) => !this.inflight.has(r.id));
         for (const row of rows.slice(0, room)) {
           this.inflight.add(row.id);
           void this.sendRow(row).finally(() => {
@@ -78,8 +80,10 @@ export class OutboundDispatcher {
           });
         }
       } while (this.rescan);
-      const next = this.store.nextOutbound();
-      if (next !== null && next > this.clock.now()) this.arm(next);
+      // Rows due at `now` were taken above (or are in flight and wake us when done); arm for the
+      // first one after it. Reading the clock once matters: a timer may fire a millisecond early.
+      const next = this.store.nextOutboundAfter(now);
+      if (next !== null) this.arm(next);
     } catch (err) {
       this.logger.error({ err: errorMessage(err) }, 'outbound scan failed');
       this.arm(this.clock.now() + 1000);

@@ -213,6 +213,7 @@ export class SqliteStore {
       getOutbound: db.prepare(`SELECT * FROM outbound WHERE id = ?`),
       dueOutbound: db.prepare(`SELECT * FROM outbound WHERE state = 'pending' AND next_at <= ? ORDER BY next_at LIMIT ?`),
       nextOutbound: db.prepare(`SELECT min(next_at) AS due FROM outbound WHERE state = 'pending'`),
+      nextOutboundAfter: db.prepare(`SELECT min(next_at) AS due FROM outbound WHERE state = 'pending' AND next_at > ?`),
       outboundSent: db.prepare(
         `UPDATE outbound SET state = 'sent', sent_at = ?, via = ?, upstream_id = ?, attempts = attempts + 1, error = NULL WHERE id = ?`,
       ),
@@ -443,6 +444,10 @@ export class SqliteStore {
 
   nextOutbound(): number | null {
     return (this.stmts.nextOutbound.get() as { due: number | null }).due;
+  }
+
+  nextOutboundAfter(now: number): number | null {
+    return (this.stmts.nextOutboundAfter.get(now) as { due: number | null }).due;
   }
 
   outboundByTicket(ticketId: string): OutboundRow[] {

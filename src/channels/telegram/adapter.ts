@@ -3,6 +3,7 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import { Api, NetworkError, TelegramApiError, TimeoutError, longPoll } from 'node-telegram-bot-api';
 import type { Logger } from 'pino';
 import type { Config } from '../../config.js';
+import { trackedWebhook, webhookBodyError } from '../../http/webhook.js';
 import { GatewayError, errorCode, errorMessage, isTransient } from '../../errors.js';
 import type { AdapterContext, ChannelAdapter, InboundAttachment, OutboundMessage, SendResult } from '../types.js';
 import { START_WELCOME_ZH, classify, fileMeta, isTransientTelegramError, parseUpdate, pickPhoto, toInbound, type PhotoSize, type TelegramUpdate } from './parse.js';
@@ -127,18 +128,8 @@ class TelegramAdapter implements ChannelAdapter {
           res.status(415).type('text/plain').send('expected application/json');
         },
         body,
-        (req: Request, res: Response) => {
-          const p = this.onWebhook(req, res).catch((err: unknown) => {
-            this.logger.error({ channel: 'telegram', code: errorCode(err), err }, 'webhook handling failed');
-            if (!res.headersSent) res.status(503).type('text/plain').send('retry later');
-          });
-          this.inflight.add(p);
-          void p.finally(() => this.inflight.delete(p));
-        },
-        (err: unknown, _req: Request, res: Response, _next: NextFunction) => {
-          const status = (err as { status?: number }).status === 413 ? 413 : 400;
-          res.status(status).type('text/plain').send(status === 413 ? 'payload too large' : 'bad request');
-        },
+        trackedWebhook('telegram', this.logger, this.inflight, (req, res) => this.onWebhook(req, res)),
+        webhookBodyError,
       );
       if (this.config.PUBLIC_URL) {
         const url = `${this.config.PUBLIC_URL.replace(/\/+$/, '')}/telegram/webhook`;

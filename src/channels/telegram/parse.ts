@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { GatewayError } from '../../errors.js';
+import { GatewayError, parseOrReject } from '../../errors.js';
 import type { Location } from '../../ticket.js';
 import type { Inbound, InboundAttachment } from '../types.js';
 
@@ -50,14 +50,7 @@ export const TelegramUpdate = z.object({ update_id: z.number().int().nonnegative
 export type TelegramUpdate = z.infer<typeof TelegramUpdate>;
 
 export function parseUpdate(value: unknown): TelegramUpdate {
-  const r = TelegramUpdate.safeParse(value);
-  if (!r.success) {
-    throw new GatewayError('INPUT_INVALID', 'not a Telegram Update', {
-      transient: false,
-      detail: r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`),
-    });
-  }
-  return r.data;
+  return parseOrReject(TelegramUpdate, value, 'not a Telegram Update');
 }
 
 export type Classified =

@@ -1,6 +1,7 @@
-import express, { type NextFunction, type Request, type Response } from 'express';
+import express, { type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import type { Config } from '../../config.js';
+import { trackedWebhook, webhookBodyError } from '../../http/webhook.js';
 import { GatewayError, errorCode, errorMessage, isTransient } from '../../errors.js';
 import type { AcceptResult, AdapterContext, ChannelAdapter, InboundAttachment, OutboundMessage, SendResult } from '../types.js';
 import { WechatApi } from './api.js';
@@ -90,10 +91,7 @@ class WechatAdapter implements ChannelAdapter {
       // The push is XML (or, in safe mode, an XML envelope): read it as text whatever the declared type.
       const body = express.text({ type: () => true, limit: this.config.HTTP_JSON_LIMIT, defaultCharset: 'utf-8' });
       ctx.http.get('/wechat', (req, res) => this.verify(req, res));
-      ctx.http.post('/wechat', body, (req: Request, res: Response) => this.track(this.onPush(req, res).catch((err: unknown) => this.failed(res, err))), (err: unknown, _req: Request, res: Response, _next: NextFunction) => {
-        const status = (err as { status?: number }).status ?? 400;
-        res.status(status === 413 ? 413 : 400).type('text/plain').send(status === 413 ? 'payload too large' : 'bad request');
-      });
+      ctx.http.post('/wechat', body, trackedWebhook('wechat', this.logger, this.inflight, (req, res) => this.onPush(req, res)), webhookBodyError);
       if (!this.api) this.logger.warn({ channel: 'wechat' }, 'WECHAT_APP_ID/WECHAT_APP_SECRET not set: no media download and no replies through the customer-service API');
       this.logger.info({ channel: 'wechat', safeMode: Boolean(this.crypto) }, 'WeChat official-account push listening on /wechat');
     }
@@ -106,11 +104,6 @@ class WechatAdapter implements ChannelAdapter {
       );
       await Promise.race([started, new Promise<void>((r) => setTimeout(r, WECHATY_START_WAIT_MS).unref())]);
     }
-  }
-
-  private track(p: Promise<unknown>): void {
-    this.inflight.add(p);
-    void p.finally(() => this.inflight.delete(p));
   }
 
   // GET /wechat — URL verification: echo `echostr` when the plain signature matches.
@@ -138,11 +131,6 @@ class WechatAdapter implements ChannelAdapter {
     this.counters.badSignature++;
     this.logger.warn({ channel: 'wechat', ip: req.ip, path: req.path }, 'URL verification with a wrong signature');
     res.status(401).type('text/plain').send('invalid signature');
-  }
-
-  private failed(res: Response, err: unknown): void {
-    this.logger.error({ channel: 'wechat', code: errorCode(err), err }, 'push handling failed');
-    if (!res.headersSent) res.status(503).type('text/plain').send('retry later');
   }
 
   private unauthorized(req: Request, res: Response, why: string): void {

@@ -1,6 +1,6 @@
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { z } from 'zod';
-import { GatewayError } from '../../errors.js';
+import { GatewayError, parseOrReject } from '../../errors.js';
 import type { Location } from '../../ticket.js';
 import type { Inbound, InboundAttachment } from '../types.js';
 
@@ -89,15 +89,7 @@ export function parseXmlFields(xml: string): Record<string, string> {
 }
 
 export function parsePush(xml: string): WechatPush {
-  const fields = parseXmlFields(xml);
-  const r = WechatPush.safeParse(fields);
-  if (!r.success) {
-    throw new GatewayError('INPUT_INVALID', 'WeChat push lacks required fields', {
-      transient: false,
-      detail: r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`),
-    });
-  }
-  return r.data;
+  return parseOrReject(WechatPush, parseXmlFields(xml), 'WeChat push lacks required fields');
 }
 
 export function parseEnvelope(xml: string): { toUserName: string | null; encrypt: string } {

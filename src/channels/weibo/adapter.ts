@@ -1,6 +1,7 @@
-import express, { type NextFunction, type Request, type Response } from 'express';
+import express, { type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import type { Config } from '../../config.js';
+import { trackedWebhook, webhookBodyError } from '../../http/webhook.js';
 import { GatewayError, errorCode, errorMessage, isTransient } from '../../errors.js';
 import type { AdapterContext, ChannelAdapter, OutboundMessage, SendResult } from '../types.js';
 import { classify, isTransientWeiboError, parsePush, replyForm, toInbound, verifyWeiboSignature, type WeiboPush } from './parse.js';
@@ -51,18 +52,8 @@ class WeiboAdapter implements ChannelAdapter {
     ctx.http.post(
       '/weibo',
       body,
-      (req: Request, res: Response) => {
-        const p = this.onPush(req, res).catch((err: unknown) => {
-          this.logger.error({ channel: 'weibo', code: errorCode(err), err }, 'push handling failed');
-          if (!res.headersSent) res.status(503).type('text/plain').send('retry later');
-        });
-        this.inflight.add(p);
-        void p.finally(() => this.inflight.delete(p));
-      },
-      (err: unknown, _req: Request, res: Response, _next: NextFunction) => {
-        const status = (err as { status?: number }).status === 413 ? 413 : 400;
-        res.status(status).type('text/plain').send(status === 413 ? 'payload too large' : 'bad request');
-      },
+      trackedWebhook('weibo', this.logger, this.inflight, (req, res) => this.onPush(req, res)),
+      webhookBodyError,
     );
     if (!this.config.WEIBO_ACCESS_TOKEN) this.logger.warn({ channel: 'weibo' }, 'WEIBO_ACCESS_TOKEN not set: receipts and replies cannot be sent');
     this.logger.info({ channel: 'weibo' }, 'Weibo fans-service push listening on /weibo');

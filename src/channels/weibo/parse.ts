@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
-import { GatewayError } from '../../errors.js';
+import { GatewayError, parseOrReject } from '../../errors.js';
 import type { Location } from '../../ticket.js';
 import type { Inbound } from '../types.js';
 
@@ -106,14 +106,7 @@ export function parsePush(raw: string): WeiboPush {
   } catch (err) {
     throw new GatewayError('INPUT_INVALID', 'Weibo push is not JSON', { transient: false, cause: err });
   }
-  const r = WeiboPush.safeParse(value);
-  if (!r.success) {
-    throw new GatewayError('INPUT_INVALID', 'Weibo push lacks required fields', {
-      transient: false,
-      detail: r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`),
-    });
-  }
-  return r.data;
+  return parseOrReject(WeiboPush, value, 'Weibo push lacks required fields');
 }
 
 export const MESSAGE_TYPES = ['text', 'image', 'position', 'voice'] as const;
