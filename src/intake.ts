@@ -172,6 +172,7 @@ export class IntakeService implements Intake {
       }
       const ticket: Ticket = parsed.data;
 
+      const ticketJson = JSON.stringify(ticket);
       this.store.insertTicket(
         {
           id,
@@ -183,7 +184,7 @@ export class IntakeService implements Intake {
           acknowledged_at: opts.acknowledgedVia ? now : null,
           matter,
           repeat_of: repeatOf,
-          body: JSON.stringify(ticket),
+          body: ticketJson,
         },
         raw,
       );
@@ -191,7 +192,7 @@ export class IntakeService implements Intake {
       for (const ref of msg.channelMessageIds) this.store.addRef(ref, id);
       this.store.addDeadline(id, 'warning', now + Math.round(deadlineMs * this.config.DEADLINE_WARNING_RATIO));
       this.store.addDeadline(id, 'breach', respondBy);
-      this.store.addOutbox(ticketCreated(ticket), now);
+      this.store.addOutbox({ ...ticketCreated(ticket), json: ticketJson }, now);
       if (msg.consumesPartsGroup) this.store.dropParts(msg.channel, msg.consumesPartsGroup);
 
       const receipt = receiptText(this.config, ticket, policy);

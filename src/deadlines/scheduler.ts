@@ -61,7 +61,7 @@ export class DeadlineScheduler {
         const due = this.store.dueDeadlines(now, BATCH);
         if (due.length === 0) break;
         const fired = await this.store.run(() => {
-          let n = 0;
+          const firedRows: typeof due = [];
           for (const d of due) {
             if (!this.store.deleteDeadline(d.ticket_id, d.kind)) continue; // cancelled by a reply meanwhile
             const row = this.store.getTicketRow(d.ticket_id);
@@ -71,13 +71,16 @@ export class DeadlineScheduler {
             const event = d.kind === 'warning' ? 'deadline.warning' : 'deadline.breached';
             this.store.addOutbox(ticketEvent(event, t, { ticketId: t.id, number: t.number, respondBy: t.deadline.respondBy, at: new Date(now).toISOString() }), now);
             if (d.kind === 'breach') this.store.setBreached(t.id);
-            this.metrics.deadlineEvents.inc({ kind: d.kind === 'warning' ? 'warning' : 'breached' });
-            this.metrics.deadlineLag.observe(Math.max(0, now - d.due_at) / 1000);
-            n++;
+            firedRows.push(d);
           }
-          return n;
+          return firedRows;
         });
-        if (fired > 0) this.logger.info({ fired }, 'deadline events fired');
+        // Metrics after the commit: a unit may run twice when a neighbour in its batch fails.
+        for (const d of fired) {
+          this.metrics.deadlineEvents.inc({ kind: d.kind === 'warning' ? 'warning' : 'breached' });
+          this.metrics.deadlineLag.observe(Math.max(0, now - d.due_at) / 1000);
+        }
+        if (fired.length > 0) this.logger.info({ fired: fired.length }, 'deadline events fired');
         if (due.length < BATCH) break;
       }
     } catch (err) {

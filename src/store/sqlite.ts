@@ -127,6 +127,8 @@ export interface OutboxInsert {
   type: string;
   headers: Record<string, unknown>;
   body: unknown;
+  /** `body` already serialized (the ticket JSON is written to the ticket row too). */
+  json?: string;
 }
 
 interface Pending {
@@ -256,30 +258,29 @@ export class SqliteStore {
     this.flushScheduled = false;
     while (this.queue.length > 0) {
       const batch = this.queue.splice(0, MAX_BATCH);
-      const results: { ok: boolean; value: unknown }[] = [];
-      this.addedOutbox = false;
       const before = this.outboxCount;
+      this.addedOutbox = false;
+      let results: { ok: boolean; value: unknown }[];
       try {
-        this.db.transaction(() => {
-          for (const item of batch) {
-            const outboxBefore = this.outboxCount;
-            try {
-              // Nested transaction = SAVEPOINT: a failing unit rolls back alone.
-              results.push({ ok: true, value: this.db.transaction(item.fn)() });
-            } catch (err) {
-              this.outboxCount = outboxBefore;
-              results.push({ ok: false, value: err });
-            }
-          }
-        })();
-        this.lastWriteError = null;
-      } catch (err) {
+        results = this.runBatch(batch, false);
+      } catch {
+        // A unit threw (an unknown ticket, a refused schema) or the commit failed: the
+        // whole transaction rolled back. Run the batch again with a savepoint per unit,
+        // so only the failing units fail. Units touch nothing but the database, so
+        // running them twice is safe.
         this.outboxCount = before;
-        const e = storeError(err);
-        this.lastWriteError = e;
-        for (const item of batch) item.reject(e);
-        continue;
+        this.addedOutbox = false;
+        try {
+          results = this.runBatch(batch, true);
+        } catch (err) {
+          this.outboxCount = before;
+          const e = storeError(err);
+          this.lastWriteError = e;
+          for (const item of batch) item.reject(e);
+          continue;
+        }
       }
+      this.lastWriteError = null;
       batch.forEach((item, i) => {
         const r = results[i]!;
         if (r.ok) item.resolve(r.value);
@@ -287,6 +288,32 @@ export class SqliteStore {
       });
       if (this.addedOutbox) this.onOutbox();
     }
+  }
+
+  /**
+   * One transaction for the batch. Without savepoints (the common case, two fewer
+   * statements per unit) any unit's error aborts it; with savepoints a failing unit
+   * rolls back alone and its error is returned in its slot.
+   */
+  private runBatch(batch: Pending[], isolate: boolean): { ok: boolean; value: unknown }[] {
+    const results: { ok: boolean; value: unknown }[] = [];
+    this.db.transaction(() => {
+      for (const item of batch) {
+        if (!isolate) {
+          results.push({ ok: true, value: item.fn() });
+          continue;
+        }
+        const outboxBefore = this.outboxCount;
+        try {
+          // Nested transaction = SAVEPOINT.
+          results.push({ ok: true, value: this.db.transaction(item.fn)() });
+        } catch (err) {
+          this.outboxCount = outboxBefore;
+          results.push({ ok: false, value: err });
+        }
+      }
+    })();
+    return results;
   }
 
   // ---- writes: call only inside run() ---------------------------------------
@@ -312,7 +339,7 @@ export class SqliteStore {
   }
 
   addOutbox(msg: OutboxInsert, now: number): void {
-    this.stmts.insertOutbox.run(msg.routingKey, msg.messageId, msg.type, JSON.stringify(msg.headers), JSON.stringify(msg.body), now);
+    this.stmts.insertOutbox.run(msg.routingKey, msg.messageId, msg.type, JSON.stringify(msg.headers), msg.json ?? JSON.stringify(msg.body), now);
     this.outboxCount++;
     this.addedOutbox = true;
   }
