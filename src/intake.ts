@@ -23,6 +23,11 @@ export interface IntakeHooks {
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
+/** A platform's own timestamp the ticket can carry; a nonsense one (year 99999, NaN) is dropped, not fatal. */
+const validDate = (d: Date | null): string | null => {
+  const y = d?.getUTCFullYear();
+  return d && y !== undefined && !Number.isNaN(y) && y >= 1970 && y <= 9999 ? d.toISOString() : null;
+};
 const MAX_CONTENT = 20_000;
 
 /**
@@ -145,7 +150,7 @@ export class IntakeService implements Intake {
         channel: msg.channel,
         channelMessageIds: msg.channelMessageIds,
         receivedAt: iso(now),
-        sentAt: msg.sentAt ? msg.sentAt.toISOString() : null,
+        sentAt: validDate(msg.sentAt),
         citizen: {
           channelUserId: msg.citizen.channelUserId,
           phone: msg.citizen.phone ?? null,

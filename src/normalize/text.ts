@@ -1,12 +1,23 @@
 import { convert } from 'html-to-text';
 
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+/**
+ * Lone UTF-16 surrogates (a JSON `\ud800` escape, a decoder that maps bytes past
+ * U+10FFFF to half a pair) become U+FFFD: tickets are JSON read by other
+ * languages, where ill-formed UTF-16 breaks encoders.
+ */
+export function wellFormed(text: string): string {
+  return text.replace(LONE_SURROGATE, '\ufffd');
+}
+
 /**
  * Citizens' text arrives from many encoders (handsets, mail clients, apps). The
  * ticket carries one canonical form: Unicode NFC, no control characters, runs of
  * blanks folded, at most one empty line in a row, trimmed.
  */
 export function cleanText(text: string): string {
-  return text
+  return wellFormed(text)
     .normalize('NFC')
     .replace(/\r\n?/g, '\n')
     .replace(/\u00a0|\u3000/g, ' ')

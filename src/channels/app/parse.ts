@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { Inbound } from '../types.js';
 import { normalizePhone } from '../../normalize/phone.js';
+import { wellFormed } from '../../normalize/text.js';
 
 /** Body of `POST /api/v1/tickets` (contract section 4, "Mobile app"). */
 export const AppTicketRequest = z.object({
@@ -45,10 +46,10 @@ export function toInbound(req: AppTicketRequest, client: string, raw: Buffer): I
       channelUserId: req.citizen.id ?? phone ?? email ?? `${client}:anonymous`,
       phone,
       email,
-      name: req.citizen.name ?? null,
+      name: req.citizen.name === undefined ? null : wellFormed(req.citizen.name),
     },
-    subject: req.subject ?? null,
-    content: req.content,
+    subject: req.subject === undefined ? null : wellFormed(req.subject),
+    content: wellFormed(req.content),
     attachments: req.attachments.map((a) => ({ fileName: a.fileName, mimeType: a.mimeType, data: Buffer.from(a.dataBase64, 'base64') })),
     location: req.location ? { lat: req.location.lat, lon: req.location.lon, address: req.location.address ?? null } : null,
     incomplete: false,

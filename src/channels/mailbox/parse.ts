@@ -362,7 +362,8 @@ export function factsOf(p: ParsedMail): MailFacts {
     from: from ? { address: from.address.trim(), name: from.name.trim() || null } : { address: '', name: null },
     replyTo: replyTo ? replyTo.address.trim() : null,
     subject: p.subject?.trim() ? p.subject.trim() : null,
-    date: p.date && !Number.isNaN(p.date.getTime()) ? p.date : null,
+    // A Date header the ticket cannot carry (year 99999, before 1970) is no date at all.
+    date: p.date && !Number.isNaN(p.date.getTime()) && p.date.getUTCFullYear() >= 1970 && p.date.getUTCFullYear() <= 9999 ? p.date : null,
     inReplyTo: idList(p.inReplyTo),
     references: idList(p.references),
     content,
@@ -404,11 +405,26 @@ export function mailToInbound(facts: MailFacts, raw: Buffer, origin: MailOrigin)
   };
 }
 
+/** mailparser never settles on some malformed inline message/rfc822 parts: bound it, or one mail stalls the mailbox. */
+export const MIME_PARSE_TIMEOUT_MS = 8_000;
+
+async function parseWithin(raw: Buffer, ms: number): Promise<ParsedMail> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`MIME parser did not finish within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([simpleParser(raw, PARSER_OPTIONS), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /**
  * raw mail → Inbound, or the reason it is not a ticket. Never throws for bad
  * input: unparseable mail is a `parse_error` reject (kept with its raw bytes).
  */
-export async function parseMail(raw: Buffer, origin: MailOrigin, opts: { maxBytes: number; ownAddress?: string | null }): Promise<MailParseResult> {
+export async function parseMail(raw: Buffer, origin: MailOrigin, opts: { maxBytes: number; ownAddress?: string | null; parseTimeoutMs?: number }): Promise<MailParseResult> {
   if (raw.length > opts.maxBytes) {
     return { kind: 'reject', reason: 'too_large', detail: `mail is ${raw.length} bytes, MAIL_MAX_BYTES is ${opts.maxBytes}` };
   }
@@ -418,11 +434,12 @@ export async function parseMail(raw: Buffer, origin: MailOrigin, opts: { maxByte
   let parsed: ParsedMail;
   let repairedCharset: string | null = null;
   try {
-    parsed = await simpleParser(raw, PARSER_OPTIONS);
+    const within = opts.parseTimeoutMs ?? MIME_PARSE_TIMEOUT_MS;
+    parsed = await parseWithin(raw, within);
     if (totalReplacement(parsed) > 0) {
       const repaired = await repairCharsets(raw);
       if (repaired) {
-        const again = await simpleParser(repaired.raw, PARSER_OPTIONS);
+        const again = await parseWithin(repaired.raw, within);
         if (totalReplacement(again) < totalReplacement(parsed)) {
           parsed = again;
           repairedCharset = repaired.charset;

@@ -1,5 +1,6 @@
 import iconv from 'iconv-lite';
 import { decodeGsm7 } from './gsm7.js';
+import { wellFormed } from '../../normalize/text.js';
 
 /**
  * Text encodings named by SMPP `data_coding`.
@@ -88,7 +89,8 @@ export function decodeBytes(charset: Charset, bytes: Buffer): string {
       // which keeps the text well-formed for JSON consumers.
       return utf16be.decode(bytes);
     case 'gbk':
-      return iconv.decode(bytes, 'gb18030');
+      // iconv-lite maps four-byte GB18030 sequences past U+10FFFF to half a surrogate pair.
+      return wellFormed(iconv.decode(bytes, 'gb18030'));
     case 'iso-8859-5':
     case 'iso-8859-8':
       return iconv.decode(bytes, charset);

@@ -26,8 +26,9 @@ export const MoPdu = z.object({
   short_message: byteString.optional(),
   message_payload: byteString.optional(),
   sar_msg_ref_num: z.number().int().optional(),
-  sar_total_segments: z.number().int().optional(),
-  sar_segment_seqnum: z.number().int().optional(),
+  // One-octet TLVs (SMPP 3.4 §5.3.2.23–24).
+  sar_total_segments: z.number().int().min(0).max(255).optional(),
+  sar_segment_seqnum: z.number().int().min(0).max(255).optional(),
   receipted_message_id: z.string().optional(),
   message_state: z.number().int().optional(),
 });
