@@ -21,10 +21,7 @@ export class MailboxAdapter implements ChannelAdapter {
   private started = false;
   private stopPromise: Promise<void> | null = null;
 
-  constructor(
-    private readonly config: Config,
-    private readonly logger: Logger,
-  ) {
+  constructor(private readonly config: Config) {
     this.smtp = config.SMTP_URL ? new SmtpSender(config.SMTP_URL) : null;
   }
 
@@ -118,12 +115,15 @@ export class MailboxAdapter implements ChannelAdapter {
 }
 
 export function createMailboxAdapter(config: Config, logger: Logger): ChannelAdapter | null {
-  if (!config.IMAP_URL && !config.SMTP_URL && !config.MAILBOX_FORM) return null;
+  if (!config.IMAP_URL && !config.SMTP_URL && !config.MAILBOX_FORM) {
+    logger.info({ channel: 'mailbox' }, 'channel off: IMAP_URL and SMTP_URL are not set and MAILBOX_FORM is false');
+    return null;
+  }
   if (config.SMTP_URL && !config.MAILBOX_ADDRESS) {
     throw new GatewayError('CONFIG_INVALID', 'invalid configuration: MAILBOX_ADDRESS is required when SMTP_URL is set (the From address of receipts)');
   }
   if (config.IMAP_URL && !config.SMTP_URL) {
     logger.warn({ channel: 'mailbox' }, 'IMAP_URL is set but SMTP_URL is not: mail tickets get no receipt');
   }
-  return new MailboxAdapter(config, logger);
+  return new MailboxAdapter(config);
 }

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { startDovecot, type Dovecot } from '../../support/dovecot.js';
+import { startDovecot } from '../../support/dovecot.js';
 import { startTestGateway, type TestGateway } from '../../support/gateway.js';
 import type { Received } from '../../support/rabbit.js';
 import { TICKETED_FLAG, REJECTED_FLAG } from '../../../src/channels/mailbox/imap.js';
