@@ -2,7 +2,7 @@ import { rmSync } from 'node:fs';
 import amqp from 'amqplib';
 import { SqliteStore } from '../src/store/sqlite.js';
 import { spawnGateway, tempDir, TEST_API_KEY } from '../test/support/gateway.js';
-import { percentile } from './lib.js';
+import { brokerReady, percentile } from './lib.js';
 
 export interface DeadlineScaleResult {
   open: number;
@@ -35,6 +35,7 @@ export async function benchDeadlines(amqpUrl: string, open: number, probe = 200)
   await store.close();
 
   const proc = await spawnGateway({ AMQP_URL: amqpUrl, DATA_DIR: dataDir, APP_API_KEYS: `bench:${TEST_API_KEY}`, APP_RATE_LIMIT: '1000000', LOG_LEVEL: 'warn', DEADLINE_MESSAGE: '3s' }, { compiled: true });
+  await brokerReady(proc.baseUrl);
   const conn = await amqp.connect(amqpUrl);
   const lags: number[] = [];
   try {

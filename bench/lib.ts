@@ -120,3 +120,14 @@ export async function rawConfirmedPublish(url: string, queue: string, total: num
 export function fmt(n: number, digits = 0): string {
   return n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 }
+
+/** The gateway has connected to the broker and declared its topology (so its queues exist). */
+export async function brokerReady(baseUrl: string, timeoutMs = 30_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const r = (await (await fetch(`${baseUrl}/readyz`)).json()) as { broker?: string };
+    if (r.broker === 'up') return;
+    if (Date.now() > until) throw new Error('gateway did not connect to the broker');
+    await new Promise((res) => setTimeout(res, 100));
+  }
+}

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import amqp from 'amqplib';
 import { createVhost } from '../test/support/rabbit.js';
 import { freePort, spawnGateway, tempDir, TEST_API_KEY } from '../test/support/gateway.js';
-import { fmt, httpLoad, percentile, rawConfirmedPublish } from './lib.js';
+import { brokerReady, fmt, httpLoad, percentile, rawConfirmedPublish } from './lib.js';
 import { projectRoot } from '../src/config.js';
 import { benchDeadlines } from './deadlines.js';
 
@@ -60,6 +60,7 @@ interface GatewayRun {
 async function gatewayApp(amqpUrl: string): Promise<GatewayRun> {
   const dataDir = tempDir('bench-');
   const proc = await spawnGateway({ AMQP_URL: amqpUrl, DATA_DIR: dataDir, APP_API_KEYS: `bench:${TEST_API_KEY}`, APP_RATE_LIMIT: '1000000', LOG_LEVEL: 'warn' }, { compiled: true });
+  await brokerReady(proc.baseUrl);
   const conn = await amqp.connect(amqpUrl);
   const arrivals = new Map<string, number>();
   try {

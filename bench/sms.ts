@@ -5,6 +5,7 @@ import { createVhost } from '../test/support/rabbit.js';
 import { spawnGateway, tempDir } from '../test/support/gateway.js';
 import { TestSmsc } from '../test/support/smsc.js';
 import { fmt, percentile } from './lib.js';
+import { brokerReady } from './lib.js';
 
 export interface SmsBenchOptions {
   /** Citizen messages to send (default 5000). */
@@ -57,6 +58,7 @@ export async function benchSms(opts: SmsBenchOptions = {}): Promise<SmsBenchResu
     { AMQP_URL: amqpUrl, DATA_DIR: dataDir, SMPP_URL: smsc.url, LOG_LEVEL: 'warn', SMS_TPS: '1000', SMS_WINDOW: '64' },
     { compiled: opts.compiled ?? true },
   );
+  await brokerReady(proc.baseUrl);
   const conn = await amqp.connect(amqpUrl);
   const arrivals = new Map<string, number>();
   let retries = 0;
