@@ -1,5 +1,5 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { ServerResponse } from 'node:http';
+import { readBody, serveLocal } from './local-http.js';
 
 /**
  * A local stand-in for api.telegram.org (Bot API): `/bot<token>/<method>` for
@@ -49,14 +49,6 @@ export interface FakeTelegram {
   close(): Promise<void>;
 }
 
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
-}
 
 function reply(res: ServerResponse, status: number, value: unknown): void {
   if (res.destroyed) return;
@@ -81,102 +73,94 @@ export async function startFakeTelegram(opts: { token: string; maxPollSeconds?: 
     for (const w of [...waiters]) w();
   };
 
-  const server: Server = createServer((req, res) => {
-    void (async () => {
-      const u = new URL(req.url ?? '/', 'http://localhost');
-      const fileMatch = /^\/file\/bot([^/]+)\/(.+)$/.exec(u.pathname);
-      if (fileMatch) {
-        if (fileMatch[1] !== opts.token) return reply(res, 401, { ok: false, error_code: 401, description: 'Unauthorized' });
-        const f = [...files.values()].find((x) => x.filePath === decodeURIComponent(fileMatch[2]!));
-        if (!f) return reply(res, 404, { ok: false, error_code: 404, description: 'Not Found' });
-        if (f.delayMs) await new Promise((r) => setTimeout(r, f.delayMs));
-        if (f.downloadStatus) return reply(res, f.downloadStatus, { ok: false, error_code: f.downloadStatus, description: 'download failed' });
-        res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': f.data.length });
-        res.end(f.data);
-        return;
-      }
-      const m = /^\/bot([^/]+)\/(\w+)$/.exec(u.pathname);
-      if (!m) return reply(res, 404, { ok: false, error_code: 404, description: 'Not Found' });
-      if (m[1] !== opts.token) return reply(res, 401, { ok: false, error_code: 401, description: 'Unauthorized' });
-      const method = m[2]!;
-      const body = await readBody(req);
-      const params: Record<string, unknown> = Object.fromEntries(u.searchParams);
-      const ct = String(req.headers['content-type'] ?? '');
-      if (ct.includes('application/json') && body) Object.assign(params, JSON.parse(body) as object);
-      else if (ct.includes('application/x-www-form-urlencoded')) Object.assign(params, Object.fromEntries(new URLSearchParams(body)));
-      calls.push({ method, params, at: Date.now() });
+  const local = await serveLocal(async (req, res) => {
+    const u = new URL(req.url ?? '/', 'http://localhost');
+    const fileMatch = /^\/file\/bot([^/]+)\/(.+)$/.exec(u.pathname);
+    if (fileMatch) {
+      if (fileMatch[1] !== opts.token) return reply(res, 401, { ok: false, error_code: 401, description: 'Unauthorized' });
+      const f = [...files.values()].find((x) => x.filePath === decodeURIComponent(fileMatch[2]!));
+      if (!f) return reply(res, 404, { ok: false, error_code: 404, description: 'Not Found' });
+      if (f.delayMs) await new Promise((r) => setTimeout(r, f.delayMs));
+      if (f.downloadStatus) return reply(res, f.downloadStatus, { ok: false, error_code: f.downloadStatus, description: 'download failed' });
+      res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': f.data.length });
+      res.end(f.data);
+      return;
+    }
+    const m = /^\/bot([^/]+)\/(\w+)$/.exec(u.pathname);
+    if (!m) return reply(res, 404, { ok: false, error_code: 404, description: 'Not Found' });
+    if (m[1] !== opts.token) return reply(res, 401, { ok: false, error_code: 401, description: 'Unauthorized' });
+    const method = m[2]!;
+    const body = await readBody(req);
+    const params: Record<string, unknown> = Object.fromEntries(u.searchParams);
+    const ct = String(req.headers['content-type'] ?? '');
+    if (ct.includes('application/json') && body) Object.assign(params, JSON.parse(body) as object);
+    else if (ct.includes('application/x-www-form-urlencoded')) Object.assign(params, Object.fromEntries(new URLSearchParams(body)));
+    calls.push({ method, params, at: Date.now() });
 
-      switch (method) {
-        case 'getMe':
-          return reply(res, 200, { ok: true, result: { id: 1234567, is_bot: true, first_name: '12345', username: 'hotline12345_bot' } });
-        case 'setWebhook':
-          state.webhook = { url: String(params.url ?? ''), secretToken: (params.secret_token as string | undefined) ?? null };
-          return reply(res, 200, { ok: true, result: true, description: 'Webhook was set' });
-        case 'deleteWebhook':
-          state.webhook = null;
-          return reply(res, 200, { ok: true, result: true, description: 'Webhook was deleted' });
-        case 'getUpdates': {
-          if (state.webhook) {
-            return reply(res, 409, { ok: false, error_code: 409, description: "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first" });
-          }
-          const offset = num(params.offset);
-          offsets.push(offset);
-          // Confirm: everything below the offset is forgotten.
-          if (offset !== null) queue = queue.filter((x) => (x.update_id as number) >= offset);
-          const limit = Math.min(100, num(params.limit) ?? 100);
-          const timeout = Math.min(num(params.timeout) ?? 0, opts.maxPollSeconds ?? 2);
-          const deadline = Date.now() + timeout * 1000;
-          while (queue.length === 0 && Date.now() < deadline && !closing && !res.destroyed) {
-            await new Promise<void>((resolve) => {
-              const t = setTimeout(done, Math.max(0, deadline - Date.now()));
-              function done() {
-                clearTimeout(t);
-                waiters.delete(done);
-                resolve();
-              }
-              waiters.add(done);
-            });
-          }
-          return reply(res, 200, { ok: true, result: queue.slice(0, limit) });
+    switch (method) {
+      case 'getMe':
+        return reply(res, 200, { ok: true, result: { id: 1234567, is_bot: true, first_name: '12345', username: 'hotline12345_bot' } });
+      case 'setWebhook':
+        state.webhook = { url: String(params.url ?? ''), secretToken: (params.secret_token as string | undefined) ?? null };
+        return reply(res, 200, { ok: true, result: true, description: 'Webhook was set' });
+      case 'deleteWebhook':
+        state.webhook = null;
+        return reply(res, 200, { ok: true, result: true, description: 'Webhook was deleted' });
+      case 'getUpdates': {
+        if (state.webhook) {
+          return reply(res, 409, { ok: false, error_code: 409, description: "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first" });
         }
-        case 'sendMessage': {
-          const scripted = state.sendErrors.shift();
-          if (scripted) {
-            return reply(res, scripted.errorCode, {
-              ok: false,
-              error_code: scripted.errorCode,
-              description: scripted.description,
-              ...(scripted.retryAfter ? { parameters: { retry_after: scripted.retryAfter } } : {}),
-            });
-          }
-          if (params.chat_id === undefined || typeof params.text !== 'string' || params.text === '') {
-            return reply(res, 400, { ok: false, error_code: 400, description: 'Bad Request: message text is empty' });
-          }
-          const messageId = ++messageSeq;
-          sent.push({ chatId: String(params.chat_id), text: params.text, params, messageId });
-          return reply(res, 200, {
-            ok: true,
-            result: { message_id: messageId, date: Math.floor(Date.now() / 1000), chat: { id: Number(params.chat_id), type: 'private' }, text: params.text },
+        const offset = num(params.offset);
+        offsets.push(offset);
+        // Confirm: everything below the offset is forgotten.
+        if (offset !== null) queue = queue.filter((x) => (x.update_id as number) >= offset);
+        const limit = Math.min(100, num(params.limit) ?? 100);
+        const timeout = Math.min(num(params.timeout) ?? 0, opts.maxPollSeconds ?? 2);
+        const deadline = Date.now() + timeout * 1000;
+        while (queue.length === 0 && Date.now() < deadline && !closing && !res.destroyed) {
+          await new Promise<void>((resolve) => {
+            const t = setTimeout(done, Math.max(0, deadline - Date.now()));
+            function done() {
+              clearTimeout(t);
+              waiters.delete(done);
+              resolve();
+            }
+            waiters.add(done);
           });
         }
-        case 'getFile': {
-          const f = files.get(String(params.file_id ?? ''));
-          if (!f) return reply(res, 400, { ok: false, error_code: 400, description: 'Bad Request: invalid file_id' });
-          return reply(res, 200, { ok: true, result: { file_id: params.file_id, file_unique_id: `u${params.file_id}`, file_size: f.data.length, file_path: f.filePath } });
-        }
-        default:
-          return reply(res, 404, { ok: false, error_code: 404, description: 'Not Found: method not found' });
+        return reply(res, 200, { ok: true, result: queue.slice(0, limit) });
       }
-    })().catch(() => {
-      if (!res.headersSent) res.writeHead(500);
-      res.end();
-    });
+      case 'sendMessage': {
+        const scripted = state.sendErrors.shift();
+        if (scripted) {
+          return reply(res, scripted.errorCode, {
+            ok: false,
+            error_code: scripted.errorCode,
+            description: scripted.description,
+            ...(scripted.retryAfter ? { parameters: { retry_after: scripted.retryAfter } } : {}),
+          });
+        }
+        if (params.chat_id === undefined || typeof params.text !== 'string' || params.text === '') {
+          return reply(res, 400, { ok: false, error_code: 400, description: 'Bad Request: message text is empty' });
+        }
+        const messageId = ++messageSeq;
+        sent.push({ chatId: String(params.chat_id), text: params.text, params, messageId });
+        return reply(res, 200, {
+          ok: true,
+          result: { message_id: messageId, date: Math.floor(Date.now() / 1000), chat: { id: Number(params.chat_id), type: 'private' }, text: params.text },
+        });
+      }
+      case 'getFile': {
+        const f = files.get(String(params.file_id ?? ''));
+        if (!f) return reply(res, 400, { ok: false, error_code: 400, description: 'Bad Request: invalid file_id' });
+        return reply(res, 200, { ok: true, result: { file_id: params.file_id, file_unique_id: `u${params.file_id}`, file_size: f.data.length, file_path: f.filePath } });
+      }
+      default:
+        return reply(res, 404, { ok: false, error_code: 404, description: 'Not Found: method not found' });
+    }
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
-  let closed: Promise<void> | null = null;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: local.url,
     token: opts.token,
     calls,
     sent,
@@ -202,11 +186,7 @@ export async function startFakeTelegram(opts: { token: string; maxPollSeconds?: 
     close() {
       closing = true;
       wake();
-      closed ??= new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      });
-      return closed;
+      return local.close();
     },
   };
 }

@@ -1,5 +1,5 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { ServerResponse } from 'node:http';
+import { readBody, serveLocal } from './local-http.js';
 import { randomBytes } from 'node:crypto';
 import { XMLParser } from 'fast-xml-parser';
 import { WechatCrypto, wechatSignature } from '../../src/channels/wechat/crypto.js';
@@ -67,14 +67,6 @@ const ERRMSG: Record<number, string> = {
   45015: 'response out of time limit or subscription is canceled',
 };
 
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
-}
 
 function json(res: ServerResponse, status: number, value: unknown): void {
   const body = JSON.stringify(value);
@@ -102,68 +94,60 @@ export async function startFakeWechat(opts: { appId: string; appSecret: string; 
     return 0;
   };
 
-  const server: Server = createServer((req, res) => {
-    void (async () => {
-      const u = new URL(req.url ?? '/', 'http://localhost');
-      const body = await readBody(req);
-      const query = Object.fromEntries(u.searchParams);
-      calls.push({ method: req.method ?? 'GET', path: u.pathname, query, body, at: Date.now() });
-      if (u.pathname === '/cgi-bin/token' && req.method === 'GET') {
-        if (query.grant_type !== 'client_credential') return err(res, 40002);
-        if (query.appid !== opts.appId) return err(res, 40013);
-        if (query.secret !== opts.appSecret) return err(res, 40125);
-        state.tokensIssued++;
-        // A new token invalidates the previous one (documented).
-        current = { token: `ACCESS_TOKEN_${state.tokensIssued}_${randomBytes(6).toString('hex')}`, expiresAt: Date.now() + state.tokenTtl * 1000 };
-        return json(res, 200, { access_token: current.token, expires_in: state.tokenTtl });
-      }
-      if (u.pathname === '/cgi-bin/media/get' && req.method === 'GET') {
-        const code = valid(query.access_token);
-        if (code) return err(res, code);
-        const m = media.get(query.media_id ?? '');
-        if (!m) return err(res, 40007);
-        if (m.delayMs) await new Promise((r) => setTimeout(r, m.delayMs));
-        if (res.destroyed) return;
-        if (m.httpStatus) {
-          res.writeHead(m.httpStatus).end();
-          return;
-        }
-        if (m.errcode) return err(res, m.errcode);
-        const ext = m.contentType.includes('png') ? 'png' : m.contentType.includes('amr') ? 'amr' : 'jpg';
-        res.writeHead(200, {
-          'Content-Type': m.contentType,
-          'Content-disposition': `attachment; filename="${query.media_id}.${ext}"`,
-          'Content-Length': m.data.length,
-        });
-        res.end(m.data);
+  const local = await serveLocal(async (req, res) => {
+    const u = new URL(req.url ?? '/', 'http://localhost');
+    const body = await readBody(req);
+    const query = Object.fromEntries(u.searchParams);
+    calls.push({ method: req.method ?? 'GET', path: u.pathname, query, body, at: Date.now() });
+    if (u.pathname === '/cgi-bin/token' && req.method === 'GET') {
+      if (query.grant_type !== 'client_credential') return err(res, 40002);
+      if (query.appid !== opts.appId) return err(res, 40013);
+      if (query.secret !== opts.appSecret) return err(res, 40125);
+      state.tokensIssued++;
+      // A new token invalidates the previous one (documented).
+      current = { token: `ACCESS_TOKEN_${state.tokensIssued}_${randomBytes(6).toString('hex')}`, expiresAt: Date.now() + state.tokenTtl * 1000 };
+      return json(res, 200, { access_token: current.token, expires_in: state.tokenTtl });
+    }
+    if (u.pathname === '/cgi-bin/media/get' && req.method === 'GET') {
+      const code = valid(query.access_token);
+      if (code) return err(res, code);
+      const m = media.get(query.media_id ?? '');
+      if (!m) return err(res, 40007);
+      if (m.delayMs) await new Promise((r) => setTimeout(r, m.delayMs));
+      if (res.destroyed) return;
+      if (m.httpStatus) {
+        res.writeHead(m.httpStatus).end();
         return;
       }
-      if (u.pathname === '/cgi-bin/message/custom/send' && req.method === 'POST') {
-        const code = valid(query.access_token);
-        if (code) return err(res, code);
-        let parsed: { touser?: string; msgtype?: string; text?: { content?: string } };
-        try {
-          parsed = JSON.parse(body) as typeof parsed;
-        } catch {
-          return err(res, 47001);
-        }
-        const scripted = (parsed.touser ? errorsFor.get(parsed.touser)?.shift() : undefined) ?? state.sendErrors.shift();
-        if (scripted) return err(res, scripted);
-        if (!parsed.touser || parsed.msgtype !== 'text' || typeof parsed.text?.content !== 'string') return err(res, 44002);
-        sent.push({ accessToken: query.access_token!, touser: parsed.touser, msgtype: parsed.msgtype, content: parsed.text.content, body: parsed });
-        return json(res, 200, { errcode: 0, errmsg: 'ok' });
+      if (m.errcode) return err(res, m.errcode);
+      const ext = m.contentType.includes('png') ? 'png' : m.contentType.includes('amr') ? 'amr' : 'jpg';
+      res.writeHead(200, {
+        'Content-Type': m.contentType,
+        'Content-disposition': `attachment; filename="${query.media_id}.${ext}"`,
+        'Content-Length': m.data.length,
+      });
+      res.end(m.data);
+      return;
+    }
+    if (u.pathname === '/cgi-bin/message/custom/send' && req.method === 'POST') {
+      const code = valid(query.access_token);
+      if (code) return err(res, code);
+      let parsed: { touser?: string; msgtype?: string; text?: { content?: string } };
+      try {
+        parsed = JSON.parse(body) as typeof parsed;
+      } catch {
+        return err(res, 47001);
       }
-      res.writeHead(404).end();
-    })().catch(() => {
-      if (!res.headersSent) res.writeHead(500);
-      res.end();
-    });
+      const scripted = (parsed.touser ? errorsFor.get(parsed.touser)?.shift() : undefined) ?? state.sendErrors.shift();
+      if (scripted) return err(res, scripted);
+      if (!parsed.touser || parsed.msgtype !== 'text' || typeof parsed.text?.content !== 'string') return err(res, 44002);
+      sent.push({ accessToken: query.access_token!, touser: parsed.touser, msgtype: parsed.msgtype, content: parsed.text.content, body: parsed });
+      return json(res, 200, { errcode: 0, errmsg: 'ok' });
+    }
+    res.writeHead(404).end();
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
-  let closed: Promise<void> | null = null;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: local.url,
     calls,
     sent,
     media,
@@ -189,11 +173,7 @@ export async function startFakeWechat(opts: { appId: string; appSecret: string; 
       current = null;
     },
     close() {
-      closed ??= new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      });
-      return closed;
+      return local.close();
     },
   };
 }

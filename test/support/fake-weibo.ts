@@ -1,5 +1,4 @@
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { readBody, serveLocal } from './local-http.js';
 import { weiboSignature } from '../../src/channels/weibo/parse.js';
 
 /**
@@ -28,58 +27,42 @@ export interface FakeWeibo {
   close(): Promise<void>;
 }
 
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
-}
 
 export async function startFakeWeibo(opts: { accessToken: string }): Promise<FakeWeibo> {
   const replies: WeiboReply[] = [];
   const calls: { path: string; body: string }[] = [];
   const state = { replyErrors: [] as FakeWeibo['replyErrors'] };
-  const server: Server = createServer((req, res) => {
-    void (async () => {
-      const u = new URL(req.url ?? '/', 'http://localhost');
-      const body = await readBody(req);
-      calls.push({ path: u.pathname, body });
-      const send = (status: number, value: unknown) => {
-        res.writeHead(status, { 'Content-Type': 'application/json;charset=UTF-8' });
-        res.end(JSON.stringify(value));
-      };
-      if (u.pathname !== '/2/messages/reply.json' || req.method !== 'POST') return send(404, { error: 'Request api not found!', error_code: 10020, request: u.pathname });
-      const form = new URLSearchParams(body);
-      const token = form.get('access_token') ?? u.searchParams.get('access_token');
-      if (token !== opts.accessToken) return send(401, { error: 'invalid_access_token', error_code: 21332, request: u.pathname });
-      const scripted = state.replyErrors.shift();
-      if (scripted) return send(scripted.status, { error: scripted.error, error_code: scripted.errorCode, request: u.pathname });
-      const receiverId = form.get('receiver_id');
-      const type = form.get('type');
-      const dataText = form.get('data');
-      if (!receiverId || !/^\d+$/.test(receiverId) || !type || !dataText) {
-        return send(400, { error: 'miss required parameter', error_code: 10016, request: u.pathname });
-      }
-      let data: WeiboReply['data'];
-      try {
-        data = JSON.parse(dataText) as WeiboReply['data'];
-      } catch {
-        return send(400, { error: 'data is not json', error_code: 10008, request: u.pathname });
-      }
-      replies.push({ accessToken: token, receiverId, type, data, rawBody: body, contentType: String(req.headers['content-type'] ?? '') });
-      send(200, { result: true, sender_id: '1902538057', receiver_id: receiverId, type, data: encodeURIComponent(dataText) });
-    })().catch(() => {
-      if (!res.headersSent) res.writeHead(500);
-      res.end();
-    });
+  const local = await serveLocal(async (req, res) => {
+    const u = new URL(req.url ?? '/', 'http://localhost');
+    const body = await readBody(req);
+    calls.push({ path: u.pathname, body });
+    const send = (status: number, value: unknown) => {
+      res.writeHead(status, { 'Content-Type': 'application/json;charset=UTF-8' });
+      res.end(JSON.stringify(value));
+    };
+    if (u.pathname !== '/2/messages/reply.json' || req.method !== 'POST') return send(404, { error: 'Request api not found!', error_code: 10020, request: u.pathname });
+    const form = new URLSearchParams(body);
+    const token = form.get('access_token') ?? u.searchParams.get('access_token');
+    if (token !== opts.accessToken) return send(401, { error: 'invalid_access_token', error_code: 21332, request: u.pathname });
+    const scripted = state.replyErrors.shift();
+    if (scripted) return send(scripted.status, { error: scripted.error, error_code: scripted.errorCode, request: u.pathname });
+    const receiverId = form.get('receiver_id');
+    const type = form.get('type');
+    const dataText = form.get('data');
+    if (!receiverId || !/^\d+$/.test(receiverId) || !type || !dataText) {
+      return send(400, { error: 'miss required parameter', error_code: 10016, request: u.pathname });
+    }
+    let data: WeiboReply['data'];
+    try {
+      data = JSON.parse(dataText) as WeiboReply['data'];
+    } catch {
+      return send(400, { error: 'data is not json', error_code: 10008, request: u.pathname });
+    }
+    replies.push({ accessToken: token, receiverId, type, data, rawBody: body, contentType: String(req.headers['content-type'] ?? '') });
+    send(200, { result: true, sender_id: '1902538057', receiver_id: receiverId, type, data: encodeURIComponent(dataText) });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
-  let closed: Promise<void> | null = null;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: local.url,
     replies,
     calls,
     get replyErrors() {
@@ -89,11 +72,7 @@ export async function startFakeWeibo(opts: { accessToken: string }): Promise<Fak
       state.replyErrors = v;
     },
     close() {
-      closed ??= new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      });
-      return closed;
+      return local.close();
     },
   };
 }
