@@ -7,7 +7,7 @@ import { TicketV1, stableId, ticketIdFor, type Attachment, type Ticket } from '.
 import { cleanText, truncate } from './normalize/text.js';
 import { classify, type Rules } from './normalize/rules.js';
 import { detectLanguage } from './normalize/language.js';
-import { SAME_MATTER, similarity } from './normalize/similarity.js';
+import { SAME_MATTER, bigrams, dice } from './normalize/similarity.js';
 import { isoDuration } from './duration.js';
 import type { SqliteStore, TicketRow } from './store/sqlite.js';
 import type { AttachmentStore } from './store/attachments.js';
@@ -93,7 +93,8 @@ export class IntakeService implements Intake {
     const { policy, ms: deadlineMs } = this.policyFor(msg.channel);
     const raw = typeof msg.raw === 'string' ? Buffer.from(msg.raw, 'utf8') : msg.raw;
     const citizenKey = msg.citizen.phone ?? msg.citizen.email?.toLowerCase() ?? `${msg.channel}:${msg.citizen.channelUserId}`;
-    const matter = truncate(`${subject ?? ''} ${content}`.trim(), 500);
+    // The first 200 characters say what the matter is; more only makes every row and comparison heavier.
+    const matter = truncate(`${subject ?? ''} ${content}`.trim(), 200);
 
     const result = await this.store.run((): AcceptResult => {
       const now = this.clock.now();
@@ -135,8 +136,10 @@ export class IntakeService implements Intake {
       const number = `${day}-${String(this.store.nextNumber(day)).padStart(6, '0')}`;
 
       let repeatOf: string | null = null;
+      let grams: Map<string, number> | null = null;
       for (const earlier of this.store.recentByCitizen(citizenKey, now - this.config.REPEAT_WINDOW)) {
-        if (similarity(earlier.matter, matter) >= SAME_MATTER) {
+        grams ??= bigrams(matter);
+        if (dice(bigrams(earlier.matter), grams) >= SAME_MATTER) {
           repeatOf = earlier.repeat_of ?? earlier.id;
           break;
         }

@@ -4,7 +4,7 @@
  * word boundaries) and for alphabetic languages alike, and is cheap enough to
  * compare a new message with a citizen's recent tickets inside the intake.
  */
-function bigrams(text: string): Map<string, number> {
+export function bigrams(text: string): Map<string, number> {
   const s = Array.from(text.toLowerCase().replace(/[\p{P}\p{S}\s]+/gu, ''));
   const grams = new Map<string, number>();
   if (s.length === 1) grams.set(s[0]!, 1);
@@ -16,8 +16,11 @@ function bigrams(text: string): Map<string, number> {
 }
 
 export function similarity(a: string, b: string): number {
-  const A = bigrams(a);
-  const B = bigrams(b);
+  return dice(bigrams(a), bigrams(b));
+}
+
+/** Dice coefficient of two bigram multisets (compute a text's bigrams once, compare many). */
+export function dice(A: Map<string, number>, B: Map<string, number>): number {
   let sizeA = 0;
   let sizeB = 0;
   for (const n of A.values()) sizeA += n;
