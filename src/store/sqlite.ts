@@ -167,10 +167,9 @@ export class SqliteStore {
     this.db.pragma('journal_mode = WAL');
     this.db.pragma(`synchronous = ${opts.sync === 'full' ? 'FULL' : 'NORMAL'}`);
     this.db.pragma('busy_timeout = 5000');
-    // A 64 MiB page cache and checkpoints every ~40 MiB of WAL instead of every 4 MiB: the
-    // journal's hot pages (outbox, deadlines) are rewritten far less often. Measured 30 %
-    // less time per accepted ticket.
-    this.db.pragma('cache_size = -65536');
+    // Checkpoint every ~40 MiB of WAL instead of every 4 MiB: the journal's hot pages
+    // (outbox, deadlines) are written back far less often. Measured ≈25 % less time per
+    // accepted ticket (bench/intake.ts); a bigger page cache made no difference.
     this.db.pragma('wal_autocheckpoint = 10000');
     this.db.pragma('foreign_keys = OFF');
     this.db.exec(SCHEMA);
