@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import iconv from 'iconv-lite';
 import { encodeWords } from '../fixtures/mail/build.js';
+import { qp } from '../fixtures/mail/build.js';
 
 /** Generators of RFC 5322 / MIME messages in the charsets Chinese mail clients send. */
 
@@ -38,21 +39,7 @@ export const textIn = (charset: string, maxLines = 6) =>
 // ---------------------------------------------------------------------------
 // Encodings
 
-export function qp(bytes: Buffer): string {
-  let out = '';
-  let line = 0;
-  for (const byte of bytes) {
-    const piece = byte === 0x0d || byte === 0x0a ? String.fromCharCode(byte) : byte >= 0x21 && byte <= 0x7e && byte !== 0x3d ? String.fromCharCode(byte) : `=${byte.toString(16).toUpperCase().padStart(2, '0')}`;
-    if (byte === 0x0a) line = 0;
-    else if (line + piece.length > 73) {
-      out += '=\r\n';
-      line = 0;
-    }
-    out += piece;
-    if (byte !== 0x0a) line += piece.length;
-  }
-  return out;
-}
+export { qp };
 
 export type Transfer = '7bit' | '8bit' | 'base64' | 'quoted-printable' | 'x-bogus';
 export function encodeBody(bytes: Buffer, transfer: Transfer): Buffer {

@@ -275,16 +275,9 @@ class WechatAdapter implements ChannelAdapter {
     res.status(200).type('text/plain').send('success');
   }
 
+  /** A failure to record goes to trackedWebhook, which answers 503 so WeChat delivers again. */
   private async rejectAndAnswer(res: Response, reason: string, detail: string, raw: string): Promise<void> {
-    try {
-      await this.ctx!.intake.reject({ channel: 'wechat', reason, detail, raw });
-    } catch (err) {
-      if (isTransient(err)) {
-        res.status(503).type('text/plain').send('retry later');
-        return;
-      }
-      throw err;
-    }
+    await this.ctx!.intake.reject({ channel: 'wechat', reason, detail, raw });
     this.logger.info({ channel: 'wechat', reason }, 'push recorded as rejected');
     this.sendSuccess(res);
   }

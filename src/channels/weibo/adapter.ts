@@ -123,16 +123,9 @@ class WeiboAdapter implements ChannelAdapter {
     this.ok(res);
   }
 
+  /** A failure to record goes to trackedWebhook, which answers 503 so Weibo delivers again. */
   private async reject(res: Response, reason: string, detail: string, raw: string): Promise<void> {
-    try {
-      await this.ctx!.intake.reject({ channel: 'weibo', reason, detail, raw });
-    } catch (err) {
-      if (isTransient(err)) {
-        res.status(503).type('text/plain').send('retry later');
-        return;
-      }
-      throw err;
-    }
+    await this.ctx!.intake.reject({ channel: 'weibo', reason, detail, raw });
     this.ok(res);
   }
 
