@@ -14,7 +14,7 @@ export interface DeadlineScaleResult {
 }
 
 /**
- * How the gateway copes with many open deadlines: `open` deadline rows (due in a
+ * How the gateway copes with many open deadlines: `open` open tickets (deadlines due in a
  * day) are written into the store before the gateway starts, then `probe` tickets
  * with a 3 s deadline are posted and the lateness of their breach events measured,
  * with the gateway's RSS.
@@ -23,12 +23,14 @@ export async function benchDeadlines(amqpUrl: string, open: number, probe = 200)
   const dataDir = tempDir('bench-dl-');
   const store = new SqliteStore(dataDir, { sync: 'normal' });
   const due = Date.now() + 86_400_000;
-  const insert = store.db.prepare(`INSERT INTO deadlines (ticket_id, kind, due_at) VALUES (?, ?, ?)`);
+  // Open tickets as the intake writes them (a deadline lives on its ticket), with a small body.
+  const insert = store.db.prepare(
+    `INSERT INTO tickets (id, number, channel, citizen_key, created_at, respond_by, matter, body, raw, due_at, due_kind)
+     VALUES (?, ?, 'app', ?, ?, ?, '', '{}', x'', ?, 'warning')`,
+  );
   const batch = store.db.transaction((from: number, to: number) => {
     for (let i = from; i < to; i++) {
-      const id = `bench-${i}`;
-      insert.run(id, 'warning', due + i);
-      insert.run(id, 'breach', due + i + 1000);
+      insert.run(`bench-${i}`, `19700101-${String(i).padStart(7, '0')}`, `c${i}`, due - 86_400_000, due + i + 1000, due + i);
     }
   });
   for (let i = 0; i < open; i += 50_000) batch(i, Math.min(open, i + 50_000));

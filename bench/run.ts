@@ -8,6 +8,7 @@ import { freePort, spawnGateway, tempDir, TEST_API_KEY } from '../test/support/g
 import { brokerReady, fmt, httpLoad, percentile, rawConfirmedPublish } from './lib.js';
 import { projectRoot } from '../src/config.js';
 import { benchDeadlines } from './deadlines.js';
+import { ticketBody } from './bodies.js';
 
 /**
  * `npm run bench`: the app API measured against baselines taken in the same run
@@ -23,15 +24,6 @@ function rss(pid: number): { rssMb: number; peakMb: number } {
   const s = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(s)?.[1] ?? 0);
   return { rssMb: kb('VmRSS') / 1024, peakMb: kb('VmHWM') / 1024 };
-}
-
-function ticketBody(i: number, prefix: string): string {
-  return JSON.stringify({
-    clientMessageId: `${prefix}-${i}`,
-    citizen: { id: `citizen-${i % 5000}`, phone: `138${String(i % 100_000_000).padStart(8, '0')}` },
-    content: `暴雨后小区门口积水严重，车辆无法通行，请尽快处理。编号${i}。`.padEnd(300, '。'),
-    location: { lat: 36.65, lon: 117.12, address: '历下区经十路' },
-  });
 }
 
 async function bareExpress(): Promise<number> {

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import type { Clock } from './clock.js';
-import type { AcceptOptions, AcceptResult, Channel, TicketStatus, ChannelState, Inbound, Intake, OutboundMessage, RejectInput, StoredPart } from './channels/types.js';
+import { THREADED_CHANNELS, type AcceptOptions, type AcceptResult, type Channel, type TicketStatus, type ChannelState, type Inbound, type Intake, type OutboundMessage, type RejectInput, type StoredPart } from './channels/types.js';
 import { GatewayError } from './errors.js';
 import { TicketV1, stableId, ticketIdFor, type Attachment, type Ticket } from './ticket.js';
 import { cleanText, truncate } from './normalize/text.js';
@@ -121,7 +121,7 @@ export class IntakeService implements Intake {
             now,
           );
           this.store.setDedupe(msg.channel, msg.dedupeKey, ticket.id, now);
-          for (const id of msg.channelMessageIds) this.store.addRef(id, ticket.id);
+          if (THREADED_CHANNELS.has(msg.channel)) for (const id of msg.channelMessageIds) this.store.addRef(id, ticket.id);
           if (msg.consumesPartsGroup) this.store.dropParts(msg.channel, msg.consumesPartsGroup);
           const receipt = followupText(this.config, ticket);
           if (this.activeReceipts.has(msg.channel) && !opts.acknowledgedVia) {
@@ -195,12 +195,11 @@ export class IntakeService implements Intake {
           body: ticketJson,
         },
         raw,
+        { kind: 'warning', at: now + Math.round(deadlineMs * this.config.DEADLINE_WARNING_RATIO) },
       );
       this.store.setDedupe(msg.channel, msg.dedupeKey, id, now);
-      for (const ref of msg.channelMessageIds) this.store.addRef(ref, id);
-      this.store.addDeadline(id, 'warning', now + Math.round(deadlineMs * this.config.DEADLINE_WARNING_RATIO));
-      this.store.addDeadline(id, 'breach', respondBy);
-      this.store.addOutbox({ ...ticketCreated(ticket), json: ticketJson }, now);
+      if (THREADED_CHANNELS.has(msg.channel)) for (const ref of msg.channelMessageIds) this.store.addRef(ref, id);
+      this.store.addOutbox({ ...ticketCreated(ticket), json: ticketJson, ticketRef: id }, now);
       if (msg.consumesPartsGroup) this.store.dropParts(msg.channel, msg.consumesPartsGroup);
 
       const receipt = receiptText(this.config, ticket, policy);

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
-import type { Channel, ChannelAdapter, OutboundMessage, SendResult } from './channels/types.js';
+import { THREADED_CHANNELS, type Channel, type ChannelAdapter, type OutboundMessage, type SendResult } from './channels/types.js';
 import type { OutboundRow, SqliteStore } from './store/sqlite.js';
 import type { Metrics } from './metrics.js';
 import type { Ticket } from './ticket.js';
@@ -132,7 +132,7 @@ export class OutboundDispatcher {
         const now = this.clock.now();
         this.store.outboundSent(row.id, now, result.via, result.upstreamId);
         if (!row.ticket_id) return;
-        if (result.upstreamId) this.store.addRef(result.upstreamId, row.ticket_id);
+        if (result.upstreamId && THREADED_CHANNELS.has(row.channel as Channel)) this.store.addRef(result.upstreamId, row.ticket_id);
         const t = this.ticket(row.ticket_id);
         if (!t) return;
         if (row.kind === 'receipt') {

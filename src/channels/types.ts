@@ -187,3 +187,11 @@ export interface ChannelAdapter {
   /** Facts for `/readyz` (bound, connected, paused…). */
   status?(): Record<string, unknown>;
 }
+
+/**
+ * Channels whose messages cite earlier ones by upstream id (mail: In-Reply-To and
+ * References name Message-IDs). Only their ids, and the ids of what we send on
+ * them, are kept as refs; on other channels nobody can cite an id, so storing
+ * one would be a write per ticket for nothing.
+ */
+export const THREADED_CHANNELS: ReadonlySet<Channel> = new Set<Channel>(['mailbox']);

@@ -11,12 +11,13 @@ const BATCH = 500;
 const MAX_SLEEP = 3_600_000;
 
 /**
- * Deadlines are rows with a due time. One timer sleeps until the earliest row;
- * when it fires, every due row is turned into an outbox event and deleted in the
- * same transaction, so each event fires once, also across restarts: rows that
- * fell due while the gateway was down fire at start. A warning whose breach is
- * already due too is dropped (the breach says more). A reply deletes the rows,
- * which cancels whatever has not fired.
+ * Each open ticket carries its next deadline event (the warning, then the breach
+ * at respond_by) in an index ordered by due time. One timer sleeps until the
+ * earliest; when it fires, every due ticket's event goes to the outbox and the
+ * ticket's due time moves on in the same transaction, so each event fires once,
+ * also across restarts: what fell due while the gateway was down fires at start.
+ * A warning whose breach is already due too is skipped (the breach says more). A
+ * reply clears the due time, which cancels whatever has not fired.
  */
 export class DeadlineScheduler {
   private timer: NodeJS.Timeout | null = null;
@@ -61,17 +62,19 @@ export class DeadlineScheduler {
         const due = this.store.dueDeadlines(now, BATCH);
         if (due.length === 0) break;
         const fired = await this.store.run(() => {
-          const firedRows: typeof due = [];
+          const firedRows: { kind: 'warning' | 'breach'; due_at: number }[] = [];
           for (const d of due) {
-            if (!this.store.deleteDeadline(d.ticket_id, d.kind)) continue; // cancelled by a reply meanwhile
+            // A warning whose breach is due too is skipped: the breach says more.
+            const kind = d.kind === 'warning' && d.respond_by <= now ? 'breach' : d.kind;
+            const next = kind === 'warning' ? { kind: 'breach' as const, at: d.respond_by } : null;
+            if (!this.store.advanceDue(d.ticket_id, { kind: d.kind, at: d.due_at }, next)) continue; // cancelled by a reply meanwhile
             const row = this.store.getTicketRow(d.ticket_id);
             if (!row) continue;
-            if (d.kind === 'warning' && row.respond_by <= now) continue;
             const t = JSON.parse(row.body) as Ticket;
-            const event = d.kind === 'warning' ? 'deadline.warning' : 'deadline.breached';
+            const event = kind === 'warning' ? 'deadline.warning' : 'deadline.breached';
             this.store.addOutbox(ticketEvent(event, t, { ticketId: t.id, number: t.number, respondBy: t.deadline.respondBy, at: new Date(now).toISOString() }), now);
-            if (d.kind === 'breach') this.store.setBreached(t.id);
-            firedRows.push(d);
+            if (kind === 'breach') this.store.setBreached(t.id);
+            firedRows.push({ kind, due_at: kind === d.kind ? d.due_at : d.respond_by });
           }
           return firedRows;
         });

@@ -1,7 +1,7 @@
 import amqp from 'amqplib';
 import type { ChannelModel, ConfirmChannel, Channel as AmqpChannel, ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
-import type { SqliteStore, OutboxRow } from '../store/sqlite.js';
+import type { SqliteStore, OutboxMessage } from '../store/sqlite.js';
 import type { Metrics } from '../metrics.js';
 import { EXCHANGE, QUEUES, declareTopology } from './topology.js';
 import { errorMessage } from '../errors.js';
@@ -16,7 +16,7 @@ export interface BrokerOptions {
 }
 
 interface InFlight {
-  row: OutboxRow;
+  row: OutboxMessage;
   sentAt: number;
 }
 
@@ -34,7 +34,7 @@ export class Broker {
   private consumer: AmqpChannel | null = null;
   private cursor = 0;
   private inflight = new Map<number, InFlight>();
-  private retry: OutboxRow[] = [];
+  private retry: OutboxMessage[] = [];
   private returned = new Set<string>();
   private confirmedSeqs: number[] = [];
   private deleteScheduled = false;
@@ -121,6 +121,7 @@ export class Broker {
       this.logger.info({ url: redact(this.opts.url) }, 'broker connected');
       if (this.opts.onReply) await this.startConsumer(conn);
       this.cursor = 0;
+      this.store.resetRelay();
       this.wake();
     } catch (err) {
       this.lastError = errorMessage(err);
@@ -222,35 +223,35 @@ export class Broker {
   }
 
   /** False when the socket buffer is full: wait for 'drain'. */
-  private publishRow(row: OutboxRow): boolean {
+  private publishRow(row: OutboxMessage): boolean {
     const pub = this.pub!;
     this.inflight.set(row.seq, { row, sentAt: performance.now() });
     return pub.publish(
       EXCHANGE,
-      row.routing_key,
+      row.routingKey,
       Buffer.from(row.body, 'utf8'),
       {
         persistent: true,
         mandatory: true,
         contentType: 'application/json',
         contentEncoding: 'utf-8',
-        messageId: row.message_id,
+        messageId: row.messageId,
         type: row.type,
-        timestamp: Math.floor(row.created_at / 1000),
-        headers: JSON.parse(row.headers) as Record<string, unknown>,
+        timestamp: Math.floor(row.createdAt / 1000),
+        headers: row.headers,
       },
       (err) => this.onConfirm(pub, row, err),
     );
   }
 
-  private onConfirm(pub: ConfirmChannel, row: OutboxRow, err: unknown): void {
+  private onConfirm(pub: ConfirmChannel, row: OutboxMessage, err: unknown): void {
     if (pub !== this.pub) return; // a confirm from a connection we already gave up on
     const f = this.inflight.get(row.seq);
     this.inflight.delete(row.seq);
-    const returned = this.returned.delete(row.message_id);
+    const returned = this.returned.delete(row.messageId);
     if (err || returned) {
       this.metrics.publishRetries.inc({ reason: returned ? 'returned' : 'nack' });
-      this.logger.warn({ messageId: row.message_id, routingKey: row.routing_key, reason: returned ? 'returned' : 'nack' }, 'publish not accepted; retrying');
+      this.logger.warn({ messageId: row.messageId, routingKey: row.routingKey, reason: returned ? 'returned' : 'nack' }, 'publish not accepted; retrying');
       this.retry.push(row);
       if (!this.retryTimer) {
         this.retryTimer = setTimeout(() => {
@@ -293,7 +294,7 @@ export class Broker {
   /** Resolves when nothing is waiting for a confirm (or after `ms`). */
   async drain(ms: number): Promise<void> {
     const deadline = Date.now() + ms;
-    while (Date.now() < deadline && this.pub && (this.inflight.size > 0 || this.store.readOutbox(this.cursor, 1).length > 0 || this.retry.length > 0)) {
+    while (Date.now() < deadline && this.pub && (this.inflight.size > 0 || this.store.hasOutboxAfter(this.cursor) || this.retry.length > 0)) {
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, 50);
         this.idleWaiters.push(() => {

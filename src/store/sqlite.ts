@@ -31,7 +31,9 @@ CREATE TABLE IF NOT EXISTS tickets (
   matter TEXT NOT NULL,
   repeat_of TEXT,
   body TEXT NOT NULL,
-  raw BLOB NOT NULL
+  raw BLOB NOT NULL,
+  due_at INTEGER,
+  due_kind TEXT
 );
 CREATE INDEX IF NOT EXISTS tickets_citizen ON tickets(citizen_key, created_at);
 CREATE TABLE IF NOT EXISTS dedupe (
@@ -40,17 +42,12 @@ CREATE TABLE IF NOT EXISTS dedupe (
   PRIMARY KEY (channel, key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS refs (ref TEXT PRIMARY KEY, ticket_id TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS counters (day TEXT PRIMARY KEY, last INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outbox (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
   routing_key TEXT NOT NULL, message_id TEXT NOT NULL, type TEXT NOT NULL,
-  headers TEXT NOT NULL, body TEXT NOT NULL, created_at INTEGER NOT NULL
+  headers TEXT NOT NULL, body TEXT NOT NULL, created_at INTEGER NOT NULL,
+  ticket_ref TEXT
 );
-CREATE TABLE IF NOT EXISTS deadlines (
-  ticket_id TEXT NOT NULL, kind TEXT NOT NULL, due_at INTEGER NOT NULL,
-  PRIMARY KEY (ticket_id, kind)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS deadlines_due ON deadlines(due_at);
 CREATE TABLE IF NOT EXISTS outbound (
   id TEXT PRIMARY KEY, ticket_id TEXT, channel TEXT NOT NULL, kind TEXT NOT NULL,
   text TEXT NOT NULL, target TEXT NOT NULL, state TEXT NOT NULL,
@@ -68,6 +65,19 @@ CREATE TABLE IF NOT EXISTS parts (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS parts_age ON parts(received_at);
 `;
+
+/**
+ * Columns added after the first release, with the statement that adds them to an
+ * older file. Deadlines used to be rows of their own (two per ticket, keyed by a
+ * random id); they now live on the ticket, so accepting a ticket writes one
+ * time-ordered index entry instead of four scattered ones.
+ */
+const ADDED_COLUMNS: [table: string, column: string, ddl: string][] = [
+  ['tickets', 'due_at', 'ALTER TABLE tickets ADD COLUMN due_at INTEGER'],
+  ['tickets', 'due_kind', 'ALTER TABLE tickets ADD COLUMN due_kind TEXT'],
+  ['outbox', 'ticket_ref', 'ALTER TABLE outbox ADD COLUMN ticket_ref TEXT'],
+];
+const INDEXES_AFTER_MIGRATION = `CREATE INDEX IF NOT EXISTS tickets_due ON tickets(due_at) WHERE due_at IS NOT NULL;`;
 
 const TICKET_COLUMNS = 'id, number, channel, citizen_key, created_at, respond_by, state, acknowledged_at, responded_at, breached, matter, repeat_of, body';
 
@@ -87,7 +97,18 @@ export interface TicketRow {
   body: string;
 }
 
-export interface OutboxRow {
+/** A journaled message as the relay publishes it. */
+export interface OutboxMessage {
+  seq: number;
+  routingKey: string;
+  messageId: string;
+  type: string;
+  headers: Record<string, unknown>;
+  body: string;
+  createdAt: number;
+}
+
+interface OutboxDbRow {
   seq: number;
   routing_key: string;
   message_id: string;
@@ -95,6 +116,7 @@ export interface OutboxRow {
   headers: string;
   body: string;
   created_at: number;
+  ticket_body: string | null;
 }
 
 export interface OutboundRow {
@@ -115,10 +137,12 @@ export interface OutboundRow {
   error: string | null;
 }
 
+/** A ticket's next deadline event: the warning, then the breach at respond_by. */
 export interface DeadlineRow {
   ticket_id: string;
   kind: 'warning' | 'breach';
   due_at: number;
+  respond_by: number;
 }
 
 export interface OutboxInsert {
@@ -127,8 +151,10 @@ export interface OutboxInsert {
   type: string;
   headers: Record<string, unknown>;
   body: unknown;
-  /** `body` already serialized (the ticket JSON is written to the ticket row too). */
+  /** `body` already serialized. */
   json?: string;
+  /** The body is this ticket's row body: the outbox row then points at it instead of holding a second copy. */
+  ticketRef?: string;
 }
 
 interface Pending {
@@ -138,6 +164,35 @@ interface Pending {
 }
 
 const MAX_BATCH = 1000;
+/**
+ * Outbox rows committed but not yet handed to the relay are also kept in memory,
+ * up to this many, so the relay does not read back what was just written. Past it
+ * (the broker is away) the relay reads the journal until it has caught up.
+ */
+const OUTBOX_CACHE_MAX = 5_000;
+/** cacheFrom when the mirror is off (a number SQLite can compare seqs with). */
+const CACHE_OFF = Number.MAX_SAFE_INTEGER;
+
+/** In-memory state that a rolled-back unit must take back with it. */
+interface Mark {
+  outboxCount: number;
+  cacheLength: number;
+  counters: Map<string, number>;
+  addedOutbox: boolean;
+}
+
+function fromDb(r: OutboxDbRow): OutboxMessage {
+  return {
+    seq: r.seq,
+    routingKey: r.routing_key,
+    messageId: r.message_id,
+    type: r.type,
+    headers: JSON.parse(r.headers) as Record<string, unknown>,
+    // A row pointing at its ticket whose ticket is gone cannot occur (tickets are never deleted); '' keeps it visible if it did.
+    body: r.ticket_body ?? r.body,
+    createdAt: r.created_at,
+  };
+}
 
 function storeError(err: unknown): GatewayError {
   if (err instanceof GatewayError) return err;
@@ -158,6 +213,14 @@ export class SqliteStore {
   /** Called after every commit that added outbox rows. */
   onOutbox: () => void = () => {};
   private addedOutbox = false;
+  /**
+   * Every outbox row with seq ≥ cacheFrom that the relay has not taken yet is in
+   * `cache`, in seq order. CACHE_OFF = off until the relay catches up.
+   */
+  private cache: OutboxMessage[] = [];
+  private cacheFrom = CACHE_OFF;
+  /** Last ticket number handed out per day; derived from the tickets at first use of a day. */
+  private counters = new Map<string, number>();
 
   private readonly stmts;
 
@@ -173,11 +236,12 @@ export class SqliteStore {
     this.db.pragma('wal_autocheckpoint = 10000');
     this.db.pragma('foreign_keys = OFF');
     this.db.exec(SCHEMA);
+    this.migrate();
     const db = this.db;
     this.stmts = {
       insertTicket: db.prepare(
-        `INSERT INTO tickets (id, number, channel, citizen_key, created_at, respond_by, matter, repeat_of, body, raw, acknowledged_at)
-         VALUES (@id, @number, @channel, @citizen_key, @created_at, @respond_by, @matter, @repeat_of, @body, @raw, @acknowledged_at)`,
+        `INSERT INTO tickets (id, number, channel, citizen_key, created_at, respond_by, matter, repeat_of, body, raw, acknowledged_at, due_at, due_kind)
+         VALUES (@id, @number, @channel, @citizen_key, @created_at, @respond_by, @matter, @repeat_of, @body, @raw, @acknowledged_at, @due_at, @due_kind)`,
       ),
       // The raw input stays in the journal for audit; day-to-day reads leave it on disk.
       getTicket: db.prepare(`SELECT ${TICKET_COLUMNS} FROM tickets WHERE id = ?`),
@@ -193,22 +257,25 @@ export class SqliteStore {
       touchDedupe: db.prepare(`UPDATE dedupe SET last_seen = ? WHERE channel = ? AND key = ?`),
       insertRef: db.prepare(`INSERT OR IGNORE INTO refs (ref, ticket_id) VALUES (?, ?)`),
       getRef: db.prepare(`SELECT ticket_id FROM refs WHERE ref = ?`),
-      nextNumber: db.prepare(
-        `INSERT INTO counters (day, last) VALUES (?, 1) ON CONFLICT (day) DO UPDATE SET last = last + 1 RETURNING last`,
-      ),
+      // Numbers are YYYYMMDD-NNNNNN; '.' sorts right after '-', so the range is one day's numbers.
+      lastNumber: db.prepare(`SELECT max(CAST(substr(number, 10) AS INTEGER)) AS last FROM tickets WHERE number > ? AND number < ?`),
       insertOutbox: db.prepare(
-        `INSERT INTO outbox (routing_key, message_id, type, headers, body, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO outbox (routing_key, message_id, type, headers, body, created_at, ticket_ref) VALUES (?, ?, ?, ?, ?, ?, ?)`,
       ),
-      readOutbox: db.prepare(`SELECT * FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?`),
+      readOutbox: db.prepare(
+        `SELECT o.seq, o.routing_key, o.message_id, o.type, o.headers, o.body, o.created_at, t.body AS ticket_body
+         FROM outbox o LEFT JOIN tickets t ON o.ticket_ref IS NOT NULL AND t.id = o.ticket_ref
+         WHERE o.seq > ? AND o.seq < ? ORDER BY o.seq LIMIT ?`,
+      ),
+      maxOutboxSeq: db.prepare(`SELECT max(seq) AS seq FROM outbox`),
       countOutbox: db.prepare(`SELECT count(*) AS n FROM outbox`),
       deleteOutboxRange: db.prepare(`DELETE FROM outbox WHERE seq BETWEEN ? AND ?`),
       deleteOutboxOne: db.prepare(`DELETE FROM outbox WHERE seq = ?`),
-      insertDeadline: db.prepare(`INSERT OR REPLACE INTO deadlines (ticket_id, kind, due_at) VALUES (?, ?, ?)`),
-      dueDeadlines: db.prepare(`SELECT * FROM deadlines WHERE due_at <= ? ORDER BY due_at LIMIT ?`),
-      nextDeadline: db.prepare(`SELECT min(due_at) AS due FROM deadlines`),
-      deleteDeadline: db.prepare(`DELETE FROM deadlines WHERE ticket_id = ? AND kind = ?`),
-      deleteDeadlines: db.prepare(`DELETE FROM deadlines WHERE ticket_id = ?`),
-      countDeadlines: db.prepare(`SELECT count(*) AS n FROM deadlines WHERE kind = 'breach'`),
+      dueDeadlines: db.prepare(`SELECT id AS ticket_id, due_kind AS kind, due_at, respond_by FROM tickets WHERE due_at <= ? ORDER BY due_at LIMIT ?`),
+      nextDeadline: db.prepare(`SELECT min(due_at) AS due FROM tickets WHERE due_at IS NOT NULL`),
+      advanceDue: db.prepare(`UPDATE tickets SET due_at = ?, due_kind = ? WHERE id = ? AND due_kind = ? AND due_at = ?`),
+      clearDue: db.prepare(`UPDATE tickets SET due_at = NULL, due_kind = NULL WHERE id = ?`),
+      countDeadlines: db.prepare(`SELECT count(*) AS n FROM tickets WHERE due_at IS NOT NULL`),
       setBreached: db.prepare(`UPDATE tickets SET breached = 1 WHERE id = ?`),
       setAcknowledged: db.prepare(`UPDATE tickets SET acknowledged_at = ? WHERE id = ? AND acknowledged_at IS NULL`),
       setResponded: db.prepare(`UPDATE tickets SET responded_at = ? WHERE id = ? AND responded_at IS NULL`),
@@ -244,6 +311,27 @@ export class SqliteStore {
     this.outboxCount = (this.stmts.countOutbox.get() as { n: number }).n;
   }
 
+  /** Brings a file written by an earlier version to the current layout; nothing to do on a new one. */
+  private migrate(): void {
+    const db = this.db;
+    db.transaction(() => {
+      for (const [table, column, ddl] of ADDED_COLUMNS) {
+        const cols = db.prepare(`SELECT name FROM pragma_table_info(?)`).pluck().all(table) as string[];
+        if (!cols.includes(column)) db.exec(ddl);
+      }
+      const old = db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'deadlines'`).get();
+      if (old) {
+        // Each ticket's earliest open deadline row becomes its next due time; a
+        // pending warning is followed by the breach at respond_by as before.
+        db.exec(`UPDATE tickets SET (due_at, due_kind) = (
+                   SELECT d.due_at, d.kind FROM deadlines d WHERE d.ticket_id = tickets.id ORDER BY d.due_at LIMIT 1)
+                 WHERE id IN (SELECT ticket_id FROM deadlines)`);
+        db.exec(`DROP TABLE deadlines`);
+      }
+      db.exec(INDEXES_AFTER_MIGRATION);
+    })();
+  }
+
   // ---- group commit ---------------------------------------------------------
 
   /** Queue a unit of work; it runs inside a transaction with others and resolves after the commit. */
@@ -262,7 +350,7 @@ export class SqliteStore {
     this.flushScheduled = false;
     while (this.queue.length > 0) {
       const batch = this.queue.splice(0, MAX_BATCH);
-      const before = this.outboxCount;
+      const before = this.mark();
       this.addedOutbox = false;
       let results: { ok: boolean; value: unknown }[];
       try {
@@ -270,14 +358,13 @@ export class SqliteStore {
       } catch {
         // A unit threw (an unknown ticket, a refused schema) or the commit failed: the
         // whole transaction rolled back. Run the batch again with a savepoint per unit,
-        // so only the failing units fail. Units touch nothing but the database, so
-        // running them twice is safe.
-        this.outboxCount = before;
-        this.addedOutbox = false;
+        // so only the failing units fail. Units touch nothing but the database (and the
+        // store's own in-memory mirror, rolled back with it), so running them twice is safe.
+        this.restore(before);
         try {
           results = this.runBatch(batch, true);
         } catch (err) {
-          this.outboxCount = before;
+          this.restore(before);
           const e = storeError(err);
           this.lastWriteError = e;
           for (const item of batch) item.reject(e);
@@ -294,6 +381,17 @@ export class SqliteStore {
     }
   }
 
+  private mark(): Mark {
+    return { outboxCount: this.outboxCount, cacheLength: this.cache.length, counters: new Map(this.counters), addedOutbox: this.addedOutbox };
+  }
+
+  private restore(m: Mark): void {
+    this.outboxCount = m.outboxCount;
+    this.cache.length = Math.min(this.cache.length, m.cacheLength);
+    this.counters = m.counters;
+    this.addedOutbox = m.addedOutbox;
+  }
+
   /**
    * One transaction for the batch. Without savepoints (the common case, two fewer
    * statements per unit) any unit's error aborts it; with savepoints a failing unit
@@ -307,12 +405,12 @@ export class SqliteStore {
           results.push({ ok: true, value: item.fn() });
           continue;
         }
-        const outboxBefore = this.outboxCount;
+        const before = this.mark();
         try {
           // Nested transaction = SAVEPOINT.
           results.push({ ok: true, value: this.db.transaction(item.fn)() });
         } catch (err) {
-          this.outboxCount = outboxBefore;
+          this.restore(before);
           results.push({ ok: false, value: err });
         }
       }
@@ -322,12 +420,25 @@ export class SqliteStore {
 
   // ---- writes: call only inside run() ---------------------------------------
 
-  insertTicket(row: Omit<TicketRow, 'state' | 'responded_at' | 'breached'>, raw: Buffer): void {
-    this.stmts.insertTicket.run({ ...row, raw });
+  /** A new ticket, with its first deadline event (the warning) due at `due`. */
+  insertTicket(row: Omit<TicketRow, 'state' | 'responded_at' | 'breached'>, raw: Buffer, due: { at: number; kind: 'warning' | 'breach' }): void {
+    this.stmts.insertTicket.run({ ...row, raw, due_at: due.at, due_kind: due.kind });
   }
 
+  /**
+   * The day's next ticket number. Kept in memory (and rolled back with a failed
+   * unit); the tickets themselves are the durable record, so a restart resumes
+   * after the highest number stored.
+   */
   nextNumber(day: string): number {
-    return (this.stmts.nextNumber.get(day) as { last: number }).last;
+    let last = this.counters.get(day);
+    if (last === undefined) {
+      last = (this.stmts.lastNumber.get(`${day}-`, `${day}.`) as { last: number | null }).last ?? 0;
+      // Only today's counter matters; yesterday's can go.
+      this.counters.clear();
+    }
+    this.counters.set(day, ++last);
+    return last;
   }
 
   setDedupe(channel: string, key: string, ticketId: string, now: number): void {
@@ -343,22 +454,32 @@ export class SqliteStore {
   }
 
   addOutbox(msg: OutboxInsert, now: number): void {
-    this.stmts.insertOutbox.run(msg.routingKey, msg.messageId, msg.type, JSON.stringify(msg.headers), msg.json ?? JSON.stringify(msg.body), now);
+    const headers = JSON.stringify(msg.headers);
+    const body = msg.json ?? JSON.stringify(msg.body);
+    const seq = Number(this.stmts.insertOutbox.run(msg.routingKey, msg.messageId, msg.type, headers, msg.ticketRef ? '' : body, now, msg.ticketRef ?? null).lastInsertRowid);
     this.outboxCount++;
     this.addedOutbox = true;
+    if (seq >= this.cacheFrom) {
+      if (this.cache.length < OUTBOX_CACHE_MAX) {
+        this.cache.push({ seq, routingKey: msg.routingKey, messageId: msg.messageId, type: msg.type, headers: msg.headers, body, createdAt: now });
+      } else {
+        // Too far behind: drop the mirror; the relay reads the journal until it catches up.
+        this.cache = [];
+        this.cacheFrom = CACHE_OFF;
+      }
+    }
   }
 
-  addDeadline(ticketId: string, kind: 'warning' | 'breach', dueAt: number): void {
-    this.stmts.insertDeadline.run(ticketId, kind, dueAt);
-  }
-
-  /** False when the row was already gone (a reply cancelled it). */
-  deleteDeadline(ticketId: string, kind: 'warning' | 'breach'): boolean {
-    return this.stmts.deleteDeadline.run(ticketId, kind).changes > 0;
+  /**
+   * Moves a ticket's fired deadline on: warning → breach at `next`, breach → none.
+   * False when it had already moved (a reply cancelled it, or it fired meanwhile).
+   */
+  advanceDue(ticketId: string, fired: { kind: 'warning' | 'breach'; at: number }, next: { kind: 'breach'; at: number } | null): boolean {
+    return this.stmts.advanceDue.run(next?.at ?? null, next?.kind ?? null, ticketId, fired.kind, fired.at).changes > 0;
   }
 
   cancelDeadlines(ticketId: string): void {
-    this.stmts.deleteDeadlines.run(ticketId);
+    this.stmts.clearDue.run(ticketId);
   }
 
   setBreached(ticketId: string): void {
@@ -430,8 +551,42 @@ export class SqliteStore {
     return (this.stmts.getRef.get(ref) as { ticket_id: string } | undefined)?.ticket_id;
   }
 
-  readOutbox(afterSeq: number, limit: number): OutboxRow[] {
-    return this.stmts.readOutbox.all(afterSeq, limit) as OutboxRow[];
+  /**
+   * Up to `limit` journaled messages after `afterSeq`, in order: from the in-memory
+   * mirror when it covers that range, else from the file. The relay calls this with
+   * a cursor it only moves forward, and with 0 after a reconnect (after `resetRelay`).
+   */
+  readOutbox(afterSeq: number, limit: number): OutboxMessage[] {
+    if (afterSeq + 1 < this.cacheFrom) {
+      const rows = (this.stmts.readOutbox.all(afterSeq, this.cacheFrom, limit) as OutboxDbRow[]).map(fromDb);
+      if (rows.length === limit) return rows;
+      // Caught up with the file: from here on, new rows are served from memory.
+      if (this.cacheFrom === CACHE_OFF) {
+        const max = (this.stmts.maxOutboxSeq.get() as { seq: number | null }).seq ?? 0;
+        this.cacheFrom = Math.max(max, rows.at(-1)?.seq ?? 0, afterSeq) + 1;
+        this.cache = [];
+      }
+      if (rows.length > 0) return rows;
+      afterSeq = this.cacheFrom - 1;
+    }
+    let skip = 0;
+    while (skip < this.cache.length && this.cache[skip]!.seq <= afterSeq) skip++;
+    const out = this.cache.slice(skip, skip + limit);
+    this.cache.splice(0, skip + out.length);
+    return out;
+  }
+
+  /** True when the relay, at `afterSeq`, still has journaled messages to take. */
+  hasOutboxAfter(afterSeq: number): boolean {
+    if (this.cache.length > 0 && this.cache.at(-1)!.seq > afterSeq) return true;
+    if (afterSeq + 1 >= this.cacheFrom) return false;
+    return this.stmts.readOutbox.all(afterSeq, this.cacheFrom, 1).length > 0;
+  }
+
+  /** The relay starts over from the journal (after a reconnect, everything unconfirmed is sent again). */
+  resetRelay(): void {
+    this.cache = [];
+    this.cacheFrom = CACHE_OFF;
   }
 
   /** Confirmed rows leave the outbox. Not group-committed with tickets: losing a delete only means a re-publish. */
@@ -454,6 +609,7 @@ export class SqliteStore {
     return this.outboxCount;
   }
 
+  /** Tickets whose next deadline event is due, earliest first. */
   dueDeadlines(now: number, limit: number): DeadlineRow[] {
     return this.stmts.dueDeadlines.all(now, limit) as DeadlineRow[];
   }

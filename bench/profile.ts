@@ -1,0 +1,84 @@
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { createVhost } from '../test/support/rabbit.js';
+import { spawnGateway, tempDir, TEST_API_KEY } from '../test/support/gateway.js';
+import { brokerReady, fmt, httpLoad } from './lib.js';
+import { ticketBody } from './bodies.js';
+
+/**
+ * `npm run bench:profile`: the app API under open load with `--cpu-prof`, then a
+ * summary of where the gateway's CPU went (self time by file and by function),
+ * and its CPU time per ticket. The .cpuprofile stays in bench/results/ for a
+ * closer look in Chrome DevTools.
+ */
+interface Node {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  hitCount?: number;
+}
+
+function area(url: string): string {
+  if (!url) return '(native/gc)';
+  const m = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
+  if (m) return m[1]!;
+  const src = /\/(src|dist\/src)\/(.+)$/.exec(url);
+  if (src) return `src/${src[2]}`;
+  return url.startsWith('node:') ? url : url.replace(/^.*\//, '');
+}
+
+function cpuMs(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+}
+
+const N = Number(process.argv[2] ?? 20_000);
+const vhost = await createVhost('profile');
+const dataDir = tempDir('profile-');
+const profDir = join('bench', 'results');
+rmSync(profDir, { recursive: true, force: true });
+const proc = await spawnGateway(
+  { AMQP_URL: vhost.url, DATA_DIR: dataDir, APP_API_KEYS: `bench:${TEST_API_KEY}`, APP_RATE_LIMIT: '1000000', LOG_LEVEL: 'warn' },
+  { compiled: true, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] },
+);
+try {
+  await brokerReady(proc.baseUrl);
+  const url = `${proc.baseUrl}/api/v1/tickets`;
+  const headers = { 'content-type': 'application/json', authorization: `Bearer ${TEST_API_KEY}` };
+  await httpLoad({ url, headers, body: (i) => ticketBody(i, 'warm'), total: 2000, concurrency: 64 });
+  const cpu0 = cpuMs(proc.child.pid!);
+  const r = await httpLoad({ url, headers, body: (i) => ticketBody(i, 'prof'), total: N, concurrency: 64 });
+  await new Promise((res) => setTimeout(res, 1000));
+  const cpu = cpuMs(proc.child.pid!) - cpu0;
+  console.log(`${fmt(r.perSecond)} tickets/s accepted (${r.failed} failed); gateway CPU ${fmt((cpu * 1000) / N)} µs per ticket`);
+} finally {
+  proc.kill('SIGTERM');
+  await proc.exited;
+  rmSync(dataDir, { recursive: true, force: true });
+  await vhost.drop();
+}
+
+const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'))!;
+const prof = JSON.parse(readFileSync(join(profDir, file), 'utf8')) as { nodes: Node[]; samples: number[]; timeDeltas: number[] };
+const byId = new Map(prof.nodes.map((n) => [n.id, n]));
+const self = new Map<number, number>();
+prof.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (prof.timeDeltas[i] ?? 0)));
+const total = [...self.values()].reduce((a, b) => a + b, 0);
+const byArea = new Map<string, number>();
+const byFn = new Map<string, number>();
+for (const [id, us] of self) {
+  const n = byId.get(id)!;
+  if (n.callFrame.functionName === '(idle)' || n.callFrame.functionName === '(program)') continue;
+  const a = area(n.callFrame.url);
+  byArea.set(a, (byArea.get(a) ?? 0) + us);
+  const fn = `${n.callFrame.functionName || '(anonymous)'} ${a}:${n.callFrame.lineNumber + 1}`;
+  byFn.set(fn, (byFn.get(fn) ?? 0) + us);
+}
+const idle = [...self].filter(([id]) => ['(idle)', '(program)'].includes(byId.get(id)!.callFrame.functionName)).reduce((a, [, us]) => a + us, 0);
+const busy = total - idle;
+const top = (m: Map<string, number>, k: number) =>
+  [...m].sort((a, b) => b[1] - a[1]).slice(0, k).map(([name, us]) => `  ${fmt((100 * us) / busy, 1).padStart(5)} %  ${name}`);
+console.log(`\nmain thread busy ${fmt(busy / 1000)} ms of ${fmt(total / 1000)} ms sampled; self time by area:`);
+console.log(top(byArea, 25).join('\n'));
+console.log('\nby function:');
+console.log(top(byFn, 40).join('\n'));
+console.log(`\nprofile: ${join(profDir, file)}`);
