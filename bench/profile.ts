@@ -4,12 +4,13 @@ import { createVhost } from '../test/support/rabbit.js';
 import { spawnGateway, tempDir, TEST_API_KEY } from '../test/support/gateway.js';
 import { brokerReady, fmt, httpLoad } from './lib.js';
 import { ticketBody } from './bodies.js';
+import { benchSms } from './sms.js';
 
 /**
- * `npm run bench:profile`: the app API under open load with `--cpu-prof`, then a
- * summary of where the gateway's CPU went (self time by file and by function),
- * and its CPU time per ticket. The .cpuprofile stays in bench/results/ for a
- * closer look in Chrome DevTools.
+ * `npm run bench:profile [-- app|sms] [N]`: the app API (or SMS over one bind) under
+ * open load with `--cpu-prof`, then a summary of where the gateway's CPU went (self
+ * time by file and by function), and its CPU time per ticket. The .cpuprofile
+ * stays in bench/results/ for a closer look in Chrome DevTools.
  */
 interface Node {
   id: number;
@@ -31,30 +32,41 @@ function cpuMs(pid: number): number {
   return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
 }
 
-const N = Number(process.argv[2] ?? 20_000);
-const vhost = await createVhost('profile');
-const dataDir = tempDir('profile-');
+const args = process.argv.slice(2);
+const channel = args.find((a) => a === 'sms' || a === 'app') ?? 'app';
+const N = Number(args.find((a) => /^\d+$/.test(a)) ?? (channel === 'sms' ? 5_000 : 20_000));
 const profDir = join('bench', 'results');
 rmSync(profDir, { recursive: true, force: true });
-const proc = await spawnGateway(
-  { AMQP_URL: vhost.url, DATA_DIR: dataDir, APP_API_KEYS: `bench:${TEST_API_KEY}`, APP_RATE_LIMIT: '1000000', LOG_LEVEL: 'warn' },
-  { compiled: true, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] },
-);
-try {
-  await brokerReady(proc.baseUrl);
-  const url = `${proc.baseUrl}/api/v1/tickets`;
-  const headers = { 'content-type': 'application/json', authorization: `Bearer ${TEST_API_KEY}` };
-  await httpLoad({ url, headers, body: (i) => ticketBody(i, 'warm'), total: 2000, concurrency: 64 });
-  const cpu0 = cpuMs(proc.child.pid!);
-  const r = await httpLoad({ url, headers, body: (i) => ticketBody(i, 'prof'), total: N, concurrency: 64 });
-  await new Promise((res) => setTimeout(res, 1000));
-  const cpu = cpuMs(proc.child.pid!) - cpu0;
-  console.log(`${fmt(r.perSecond)} tickets/s accepted (${r.failed} failed); gateway CPU ${fmt((cpu * 1000) / N)} µs per ticket`);
-} finally {
-  proc.kill('SIGTERM');
-  await proc.exited;
-  rmSync(dataDir, { recursive: true, force: true });
-  await vhost.drop();
+const nodeArgs = ['--cpu-prof', `--cpu-prof-dir=${profDir}`];
+
+if (channel === 'sms') {
+  let cpu0 = 0;
+  let cpu = 0;
+  const r = await benchSms({ total: N, nodeArgs, onMeasure: (phase, pid) => (phase === 'start' ? (cpu0 = cpuMs(pid)) : (cpu = cpuMs(pid) - cpu0)) });
+  console.log(`${fmt(r.messagesPerSecond)} SMS/s to confirmed tickets; gateway CPU ${fmt((cpu * 1000) / N)} µs per message`);
+} else {
+  const vhost = await createVhost('profile');
+  const dataDir = tempDir('profile-');
+  const proc = await spawnGateway(
+    { AMQP_URL: vhost.url, DATA_DIR: dataDir, APP_API_KEYS: `bench:${TEST_API_KEY}`, APP_RATE_LIMIT: '1000000', LOG_LEVEL: 'warn' },
+    { compiled: true, nodeArgs },
+  );
+  try {
+    await brokerReady(proc.baseUrl);
+    const url = `${proc.baseUrl}/api/v1/tickets`;
+    const headers = { 'content-type': 'application/json', authorization: `Bearer ${TEST_API_KEY}` };
+    await httpLoad({ url, headers, body: (i) => ticketBody(i, 'warm'), total: 2000, concurrency: 64 });
+    const cpu0 = cpuMs(proc.child.pid!);
+    const r = await httpLoad({ url, headers, body: (i) => ticketBody(i, 'prof'), total: N, concurrency: 64 });
+    await new Promise((res) => setTimeout(res, 1000));
+    const cpu = cpuMs(proc.child.pid!) - cpu0;
+    console.log(`${fmt(r.perSecond)} tickets/s accepted (${r.failed} failed); gateway CPU ${fmt((cpu * 1000) / N)} µs per ticket`);
+  } finally {
+    proc.kill('SIGTERM');
+    await proc.exited;
+    rmSync(dataDir, { recursive: true, force: true });
+    await vhost.drop();
+  }
 }
 
 const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'))!;

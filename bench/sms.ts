@@ -20,6 +20,10 @@ export interface SmsBenchOptions {
   amqpUrl?: string;
   /** Run the `npm run build` output, as `npm start` does (default true); false runs src/ through tsx. */
   compiled?: boolean;
+  /** Extra node arguments for the gateway process (e.g. --cpu-prof). */
+  nodeArgs?: string[];
+  /** Called with the gateway's pid before and after the measured run. */
+  onMeasure?: (phase: 'start' | 'end', pid: number) => void;
 }
 
 export interface SmsBenchResult {
@@ -56,7 +60,7 @@ export async function benchSms(opts: SmsBenchOptions = {}): Promise<SmsBenchResu
   // Receipts go out as submit_sm during the run; a high TPS keeps them from queueing behind the limit.
   const proc = await spawnGateway(
     { AMQP_URL: amqpUrl, DATA_DIR: dataDir, SMPP_URL: smsc.url, LOG_LEVEL: 'warn', SMS_TPS: '1000', SMS_WINDOW: '64' },
-    { compiled: opts.compiled ?? true },
+    { compiled: opts.compiled ?? true, nodeArgs: opts.nodeArgs },
   );
   await brokerReady(proc.baseUrl);
   const conn = await amqp.connect(amqpUrl);
@@ -118,7 +122,9 @@ export async function benchSms(opts: SmsBenchOptions = {}): Promise<SmsBenchResu
     };
 
     if (warmup > 0) await run('warm', warmup);
+    opts.onMeasure?.('start', proc.child.pid!);
     const r = await run('sms', total);
+    opts.onMeasure?.('end', proc.child.pid!);
     return {
       messagesPerSecond: total / r.seconds,
       p50Ms: percentile(r.e2e, 50),

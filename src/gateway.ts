@@ -22,6 +22,7 @@ import { loadRules } from './normalize/rules.js';
 import { apiRouter, ReplyRequest } from './http/api.js';
 import { keyLookup } from './http/auth.js';
 import { errorHandler, sendError } from './http/errors.js';
+import { FastRoutes } from './http/fast.js';
 import { ticketJsonSchema } from './ticket.js';
 import { createLogger } from './log.js';
 import { GatewayError, errorMessage } from './errors.js';
@@ -51,6 +52,8 @@ export class Gateway {
   readonly adapters: ChannelAdapter[];
   readonly logger: Logger;
   readonly app: express.Express;
+  /** Hot routes answered ahead of Express; whatever they decline (or anything while closing) goes to `app`. */
+  readonly fast: FastRoutes;
   private server: Server | null = null;
   private closing = false;
   private stopPromise: Promise<void> | null = null;
@@ -88,6 +91,7 @@ export class Gateway {
     );
     this.intake.hooks = { deadlineAdded: (t) => this.deadlines.noteDue(t), outboundAdded: () => this.outbound.wake() };
     this.app = this.buildApp();
+    this.fast = new FastRoutes(this.logger, this.metrics, () => this.closing);
   }
 
   private buildApp(): express.Express {
@@ -182,7 +186,7 @@ export class Gateway {
     const router = express.Router();
     this.app.use(router);
     for (const a of this.adapters) {
-      await a.start({ intake: this.intake, config: this.config, logger: this.logger.child({ channel: a.channel }), clock: this.clock, http: router });
+      await a.start({ intake: this.intake, config: this.config, logger: this.logger.child({ channel: a.channel }), clock: this.clock, http: router, fast: this.fast });
       this.logger.info({ channel: a.channel, receipts: a.receiptMode }, 'channel on');
     }
     this.app.use(
@@ -196,7 +200,9 @@ export class Gateway {
     this.deadlines.start();
     this.outbound.start();
 
-    const server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000 }, this.app);
+    const server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000 }, (req, res) => {
+      if (!this.fast.handle(req, res)) this.app(req, res);
+    });
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

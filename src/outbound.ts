@@ -94,7 +94,8 @@ export class OutboundDispatcher {
 
   private toMessage(row: OutboundRow): OutboundMessage {
     const target = JSON.parse(row.target) as { citizen: OutboundMessage['citizen']; source: Record<string, unknown>; subject: string | null; ticketNumber: string | null };
-    const threadIds = row.ticket_id
+    // Only a threaded channel (mail) cites what was sent before on the ticket.
+    const threadIds = row.ticket_id && THREADED_CHANNELS.has(row.channel as Channel)
       ? this.store
           .outboundByTicket(row.ticket_id)
           .filter((o) => o.upstream_id && o.id !== row.id)

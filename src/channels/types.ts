@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Channel, Ticket, Location } from '../ticket.js';
 import type { Config } from '../config.js';
 import type { Clock } from '../clock.js';
+import type { FastRoutes } from '../http/fast.js';
 
 export type { Channel, Ticket } from '../ticket.js';
 
@@ -166,6 +167,11 @@ export interface AdapterContext {
   clock: Clock;
   /** Mounted at `/` on the gateway's HTTP server, before it listens. */
   http: Router;
+  /**
+   * Routes the HTTP server answers before Express sees the request (hot paths). A
+   * handler declines unusual requests, so the same route must also be on `http`.
+   */
+  fast: FastRoutes;
 }
 
 export interface ChannelAdapter {

@@ -23,13 +23,20 @@ declare module 'express-serve-static-core' {
   }
 }
 
+/** The client named by an `Authorization: Bearer <key>` header, or null. */
+export function bearerClient(lookup: (k: string | undefined) => string | null, authorization: string | undefined): string | null {
+  return lookup(authorization && authorization.startsWith('Bearer ') ? authorization.slice(7).trim() : undefined);
+}
+
+export function authFailed(): GatewayError {
+  return new GatewayError('AUTH_FAILED', 'missing or invalid API key');
+}
+
 /** `Authorization: Bearer <key>` for the app API; 401 otherwise. */
 export function bearerAuth(lookup: (k: string | undefined) => string | null): RequestHandler {
   return (req, _res, next) => {
-    const h = req.headers.authorization;
-    const key = h && h.startsWith('Bearer ') ? h.slice(7).trim() : undefined;
-    const client = lookup(key);
-    if (!client) return next(new GatewayError('AUTH_FAILED', 'missing or invalid API key'));
+    const client = bearerClient(lookup, req.headers.authorization);
+    if (!client) return next(authFailed());
     req.client = client;
     next();
   };

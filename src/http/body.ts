@@ -1,5 +1,6 @@
 import express, { type RequestHandler } from 'express';
 import { GatewayError } from '../errors.js';
+import { BODY_NOT_JSON_TYPE } from './errors.js';
 
 declare module 'express-serve-static-core' {
   interface Request {
@@ -14,7 +15,7 @@ declare module 'express-serve-static-core' {
 export function jsonBody(limit: number): RequestHandler[] {
   return [
     (req, _res, next) => {
-      if (!req.is('application/json')) return next(new GatewayError('INPUT_UNSUPPORTED', 'expected Content-Type: application/json'));
+      if (!req.is('application/json')) return next(new GatewayError('INPUT_UNSUPPORTED', BODY_NOT_JSON_TYPE));
       next();
     },
     express.json({

@@ -17,13 +17,31 @@ const STATUS: Record<string, number> = {
   CHANNEL_OFF: 404,
 };
 
+/** Messages of the JSON body checks, the same whether Express or the fast path reads the body. */
+export const BODY_NOT_JSON_TYPE = 'expected Content-Type: application/json';
+export const BODY_TOO_LARGE = 'request body is too large';
+export const BODY_NOT_JSON = 'body is not valid JSON';
+
 export interface ErrorBody {
   error: { code: string; message: string; issues: { path: string; message: string }[] };
 }
 
+/** How an error is answered over HTTP. `retry`: the answer carries `Retry-After` (1 s unless the route set its own). */
+export interface HttpFailure {
+  status: number;
+  code: string;
+  message: string;
+  issues: ErrorBody['error']['issues'];
+  retry: boolean;
+}
+
+export function errorBody(code: string, message: string, issues: ErrorBody['error']['issues'] = []): ErrorBody {
+  return { error: { code, message, issues } };
+}
+
 export function sendError(res: Response, status: number, code: string, message: string, issues: ErrorBody['error']['issues'] = []): void {
   if (res.headersSent) return;
-  res.status(status).json({ error: { code, message, issues } } satisfies ErrorBody);
+  res.status(status).json(errorBody(code, message, issues));
 }
 
 export function zodIssues(err: ZodError): ErrorBody['error']['issues'] {
@@ -31,45 +49,55 @@ export function zodIssues(err: ZodError): ErrorBody['error']['issues'] {
 }
 
 /**
- * The one place HTTP errors are answered: a code and a message, never a stack
- * trace or an internal detail. Body-parser errors carry `type`; ours carry `code`.
+ * A code and a message for any error, never a stack trace or an internal detail.
+ * Body-parser errors carry `type`; ours carry `code`.
  */
+export function describeError(err: unknown): HttpFailure {
+  const f: HttpFailure = { status: 500, code: 'INTERNAL', message: 'internal error', issues: [], retry: false };
+  const e = (err ?? {}) as { type?: string; status?: number; message?: string };
+  if (err instanceof ZodError) {
+    f.status = 400;
+    f.code = 'INPUT_INVALID';
+    f.message = 'request does not match the schema';
+    f.issues = zodIssues(err);
+  } else if (err instanceof GatewayError) {
+    f.status = STATUS[err.code] ?? (err.transient ? 503 : 500);
+    f.code = err.code;
+    f.message = f.status === 500 ? 'internal error' : err.message;
+    f.retry = err.code === 'RATE_LIMITED' || err.transient;
+  } else if (e.type === 'entity.too.large') {
+    f.status = 413;
+    f.code = 'INPUT_TOO_LARGE';
+    f.message = BODY_TOO_LARGE;
+  } else if (e.type === 'entity.parse.failed') {
+    f.status = 400;
+    f.code = 'INPUT_INVALID';
+    f.message = BODY_NOT_JSON;
+  } else if (e.type === 'encoding.unsupported' || e.type === 'charset.unsupported') {
+    f.status = 415;
+    f.code = 'INPUT_UNSUPPORTED';
+    f.message = e.message ?? 'unsupported encoding';
+  } else if (typeof e.status === 'number' && e.status >= 400 && e.status < 500) {
+    f.status = e.status;
+    f.code = 'INPUT_INVALID';
+    f.message = 'bad request';
+  }
+  return f;
+}
+
+/** 5xx are logged (they need an operator), 4xx counted by code. */
+export function noteFailure(f: HttpFailure, err: unknown, logger: Logger, metrics: Metrics): void {
+  if (f.status >= 500) logger.error({ err }, 'request failed');
+  else metrics.httpRejected.inc({ code: f.code });
+}
+
+/** The one place Express routes' errors are answered; the fast path answers with the same `describeError`. */
 export function errorHandler(logger: Logger, metrics: Metrics): ErrorRequestHandler {
   return (err, _req, res, _next) => {
-    const e = err as { type?: string; status?: number; message?: string };
-    let status = 500;
-    let code = 'INTERNAL';
-    let message = 'internal error';
-    let issues: ErrorBody['error']['issues'] = [];
-    if (err instanceof ZodError) {
-      status = 400;
-      code = 'INPUT_INVALID';
-      message = 'request does not match the schema';
-      issues = zodIssues(err);
-    } else if (err instanceof GatewayError) {
-      status = STATUS[err.code] ?? (err.transient ? 503 : 500);
-      code = err.code;
-      message = status === 500 ? 'internal error' : err.message;
-      if (err.code === 'RATE_LIMITED' || err.transient) res.setHeader('Retry-After', '1');
-    } else if (e.type === 'entity.too.large') {
-      status = 413;
-      code = 'INPUT_TOO_LARGE';
-      message = 'request body is too large';
-    } else if (e.type === 'entity.parse.failed') {
-      status = 400;
-      code = 'INPUT_INVALID';
-      message = 'body is not valid JSON';
-    } else if (e.type === 'encoding.unsupported' || e.type === 'charset.unsupported') {
-      status = 415;
-      code = 'INPUT_UNSUPPORTED';
-      message = e.message ?? 'unsupported encoding';
-    } else if (typeof e.status === 'number' && e.status >= 400 && e.status < 500) {
-      status = e.status;
-      code = 'INPUT_INVALID';
-      message = 'bad request';
-    }
-    if (status >= 500) logger.error({ err }, 'request failed');
-    else metrics.httpRejected.inc({ code });
-    sendError(res, status, code, message, issues);
+    const f = describeError(err);
+    // A rate limiter has already said how long to wait.
+    if (f.retry && !res.hasHeader('Retry-After')) res.setHeader('Retry-After', '1');
+    noteFailure(f, err, logger, metrics);
+    sendError(res, f.status, f.code, f.message, f.issues);
   };
 }

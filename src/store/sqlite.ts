@@ -589,18 +589,20 @@ export class SqliteStore {
     this.cacheFrom = CACHE_OFF;
   }
 
-  /** Confirmed rows leave the outbox. Not group-committed with tickets: losing a delete only means a re-publish. */
+  /**
+   * Confirmed rows leave the outbox; call inside run(). Losing a delete in a crash only
+   * means a re-publish, which consumers dedupe by messageId.
+   */
   deleteOutbox(seqs: number[]): void {
-    if (seqs.length === 0 || this.closed) return;
-    // Confirms arrive roughly in order, so most batches are one contiguous range.
+    if (seqs.length === 0) return;
+    // Confirms arrive roughly in order, so most batches are a few contiguous ranges.
     const sorted = [...seqs].sort((a, b) => a - b);
     let n = 0;
-    if (sorted.at(-1)! - sorted[0]! + 1 === sorted.length) {
-      n = this.stmts.deleteOutboxRange.run(sorted[0], sorted.at(-1)).changes;
-    } else {
-      this.db.transaction(() => {
-        for (const seq of sorted) n += this.stmts.deleteOutboxOne.run(seq).changes;
-      })();
+    for (let i = 0; i < sorted.length; ) {
+      let j = i;
+      while (j + 1 < sorted.length && sorted[j + 1] === sorted[j]! + 1) j++;
+      n += j === i ? this.stmts.deleteOutboxOne.run(sorted[i]).changes : this.stmts.deleteOutboxRange.run(sorted[i], sorted[j]).changes;
+      i = j + 1;
     }
     this.outboxCount -= n;
   }

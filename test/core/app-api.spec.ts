@@ -1,5 +1,8 @@
 import { expect } from 'chai';
-import { startTestGateway, TEST_API_KEY, type TestGateway } from '../support/gateway.js';
+import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { connect } from 'node:net';
+import { gzipSync } from 'node:zlib';
+import { startTestGateway, TEST_API_KEY, waitUntil, type TestGateway } from '../support/gateway.js';
 import { publishJson } from '../support/rabbit.js';
 import { TicketV1 } from '../../src/ticket.js';
 
@@ -258,3 +261,349 @@ describe('app API rate limit', function () {
     }
   });
 });
+
+interface Answer {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** One request over node:http; `body` as an array is sent chunked (no Content-Length). */
+function send(port: number, path: string, headers: Record<string, string | undefined>, body: string | Buffer | Buffer[] = '', expectContinue = false): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const h: Record<string, string> = {};
+    for (const [k, v] of Object.entries(headers)) if (v !== undefined) h[k] = v;
+    if (!Array.isArray(body)) h['content-length'] = String(Buffer.byteLength(body));
+    const req = httpRequest({ host: '127.0.0.1', port, method: 'POST', path, headers: h, agent: false }, (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (c: Buffer) => parts.push(c));
+      res.on('end', () => resolve({ status: res.statusCode!, headers: flat(res.headers), body: Buffer.concat(parts).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    const write = () => {
+      if (Array.isArray(body)) for (const b of body) req.write(b);
+      else req.write(body);
+      req.end();
+    };
+    if (expectContinue) req.on('continue', write);
+    else write();
+  });
+}
+
+function flat(headers: IncomingHttpHeaders): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(headers)) if (v !== undefined) out[k] = Array.isArray(v) ? v.join(', ') : v;
+  return out;
+}
+
+/** Raw bytes on one socket, written with pauses between parts; every response read until the server closes. */
+function rawExchange(port: number, parts: (string | Buffer)[], between: (i: number) => Promise<void> = () => new Promise((r) => setTimeout(r, 50))): Promise<Answer[]> {
+  return new Promise((resolve, reject) => {
+    const sock = connect(port, '127.0.0.1');
+    const got: Buffer[] = [];
+    sock.on('data', (c) => got.push(c));
+    sock.on('error', reject);
+    sock.on('close', () => resolve(parseResponses(Buffer.concat(got))));
+    void (async () => {
+      for (const [i, p] of parts.entries()) {
+        if (i > 0) await between(i);
+        sock.write(p);
+      }
+    })();
+  });
+}
+
+function parseResponses(buf: Buffer): Answer[] {
+  const out: Answer[] = [];
+  let at = 0;
+  while (at < buf.length) {
+    const end = buf.indexOf('\r\n\r\n', at);
+    if (end < 0) break;
+    const [statusLine, ...lines] = buf.subarray(at, end).toString('latin1').split('\r\n');
+    const headers: Record<string, string> = {};
+    for (const l of lines) headers[l.slice(0, l.indexOf(':')).toLowerCase()] = l.slice(l.indexOf(':') + 1).trim();
+    const len = Number(headers['content-length'] ?? 0);
+    out.push({ status: Number(statusLine!.split(' ')[1]), headers, body: buf.subarray(end + 4, end + 4 + len).toString('utf8') });
+    at = end + 4 + len;
+  }
+  return out;
+}
+
+/** What a client can tell apart: everything but the clock. */
+function observable(a: Answer): Answer {
+  const { date: _date, ...headers } = a.headers;
+  return { status: a.status, headers, body: a.body };
+}
+
+async function rejectedCounts(tg: TestGateway): Promise<Record<string, number>> {
+  const m = await tg.gateway.metrics.httpRejected.get();
+  return Object.fromEntries(m.values.map((v) => [String(v.labels.code), v.value]));
+}
+
+function delta(before: Record<string, number>, after: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(after)) if (v !== (before[k] ?? 0)) out[k] = v - (before[k] ?? 0);
+  return out;
+}
+
+describe('app API: the fast path answers exactly as the Express route does', function () {
+  this.timeout(60_000);
+  const LIMIT = 2048;
+  let tg: TestGateway;
+  let port: number;
+  const auth = `Bearer ${TEST_API_KEY}`;
+  const JSON_TYPE = 'application/json';
+  const FAST = '/api/v1/tickets';
+  // The same route with a query string is left to Express.
+  const EXPRESS = '/api/v1/tickets?via=express';
+
+  before(async () => {
+    tg = await startTestGateway({ APP_RATE_LIMIT: 1000, HTTP_JSON_LIMIT: LIMIT });
+    port = tg.gateway.port;
+  });
+  after(async () => {
+    await tg?.stop();
+  });
+
+  /** A valid body padded with JSON whitespace to exactly `n` bytes. */
+  const sized = (id: string, n: number) => {
+    const b = ticket(id);
+    return b + ' '.repeat(n - Buffer.byteLength(b));
+  };
+
+  /** Sends the same request down both paths: same answer, same metrics. */
+  async function both(headers: Record<string, string | undefined>, body: string | Buffer | Buffer[] = ''): Promise<Answer> {
+    const m0 = await rejectedCounts(tg);
+    const fast = await send(port, FAST, headers, body);
+    const m1 = await rejectedCounts(tg);
+    const viaExpress = await send(port, EXPRESS, headers, body);
+    const m2 = await rejectedCounts(tg);
+    expect(observable(fast)).to.deep.equal(observable(viaExpress));
+    expect(delta(m0, m1), 'gateway_http_rejected_total').to.deep.equal(delta(m1, m2));
+    return fast;
+  }
+
+  const errorOf = (a: Answer) => (JSON.parse(a.body) as { error: { code: string; message: string; issues: { path: string }[] } }).error;
+
+  it('a new ticket: 202 with id, number and respondBy, then 200 with the same body on either path', async () => {
+    const first = await send(port, FAST, { 'content-type': JSON_TYPE, authorization: auth }, ticket('fp-new'));
+    expect(first.status).to.equal(202);
+    expect(first.headers['content-type']).to.equal('application/json; charset=utf-8');
+    expect(first.headers.etag).to.match(/^W\/"[0-9a-f]+-[A-Za-z0-9+/]{27}"$/);
+    const b = JSON.parse(first.body) as { id: string; number: string; respondBy: string };
+    expect(Object.keys(b)).to.deep.equal(['id', 'number', 'respondBy']);
+    const again = await both({ 'content-type': JSON_TYPE, authorization: auth }, ticket('fp-new'));
+    expect(again.status).to.equal(200);
+    expect(JSON.parse(again.body)).to.deep.equal(b);
+    const [m] = await tg.created.waitFor((x) => x.body.id === b.id);
+    expect(m!.body.channel).to.equal('app');
+    const [ack] = await tg.events.waitFor((x) => x.routingKey === 'ticket.acknowledged.app' && x.body.ticketId === b.id);
+    expect(ack!.body).to.include({ via: 'http-response' });
+  });
+
+  it('a new ticket through Express (query string) is 202 too, and the fast path then sees the duplicate', async () => {
+    const first = await send(port, EXPRESS, { 'content-type': JSON_TYPE, authorization: auth }, ticket('fp-q'));
+    expect(first.status).to.equal(202);
+    const again = await send(port, FAST, { 'content-type': JSON_TYPE, authorization: auth }, ticket('fp-q'));
+    expect(again.status).to.equal(200);
+    expect(again.body).to.equal(first.body);
+  });
+
+  it('keeps the raw body bytes (BOM, spacing, chunking) for the journal, as body-parser does', async () => {
+    const body = `\ufeff \n${ticket('fp-raw', { subject: '报修' })}\t`;
+    const chunks = [Buffer.from(body).subarray(0, 7), Buffer.from(body).subarray(7)];
+    const r = await send(port, FAST, { 'content-type': 'Application/JSON ; Charset="UTF-8"', authorization: auth }, chunks);
+    expect(r.status).to.equal(202);
+    const { id } = JSON.parse(r.body) as { id: string };
+    const [m] = await tg.created.waitFor((x) => x.body.id === id);
+    expect(m!.body.subject).to.equal('报修');
+    const again = await both({ 'content-type': JSON_TYPE, authorization: auth }, body);
+    expect(again.status).to.equal(200);
+  });
+
+  it('bad bodies: invalid JSON, top-level string, number, null or whitespace → 400 "body is not valid JSON"', async () => {
+    for (const body of ['{"clientMessageId": ', '"a ticket"', '42', 'null', ' \n\t ', '\ufeff"x"', '{"a":1} x']) {
+      const r = await both({ 'content-type': JSON_TYPE, authorization: auth }, body);
+      expect(r.status, body).to.equal(400);
+      expect(errorOf(r)).to.deep.equal({ code: 'INPUT_INVALID', message: 'body is not valid JSON', issues: [] });
+    }
+  });
+
+  it('an empty body is {} and an array is parsed: 400 naming the schema fields', async () => {
+    for (const body of ['', '\ufeff', '[]', ' [1]', JSON.stringify({ clientMessageId: '', content: 5 })]) {
+      const r = await both({ 'content-type': JSON_TYPE, authorization: auth }, body);
+      expect(r.status, body).to.equal(400);
+      const e = errorOf(r);
+      expect(e.message, body).to.equal('request does not match the schema');
+      expect(e.issues.length, body).to.be.greaterThan(0);
+    }
+  });
+
+  it('empty content → 422 on both paths', async () => {
+    const r = await both({ 'content-type': JSON_TYPE, authorization: auth }, JSON.stringify({ clientMessageId: 'fp-empty', content: ' ' }));
+    expect(r.status).to.equal(422);
+    expect(errorOf(r).code).to.equal('EMPTY_CONTENT');
+  });
+
+  it('missing, malformed or unknown API key → 401 AUTH_FAILED', async () => {
+    for (const authorization of [undefined, 'nope', `bearer ${TEST_API_KEY}`, 'Bearer nope', 'Bearer ']) {
+      const r = await both({ 'content-type': JSON_TYPE, authorization }, ticket('fp-401'));
+      expect(r.status, authorization).to.equal(401);
+      expect(errorOf(r)).to.deep.equal({ code: 'AUTH_FAILED', message: 'missing or invalid API key', issues: [] });
+    }
+  });
+
+  it('a type other than application/json, or none → 415 INPUT_UNSUPPORTED', async () => {
+    for (const type of ['text/plain', 'application/jsonx', 'application/json x', 'application/vnd.api+json', 'application/json, text/plain', 'text/plain; charset=latin1', undefined]) {
+      const r = await both({ 'content-type': type, authorization: auth }, ticket('fp-415'));
+      expect(r.status, type).to.equal(415);
+      expect(errorOf(r)).to.deep.equal({ code: 'INPUT_UNSUPPORTED', message: 'expected Content-Type: application/json', issues: [] });
+    }
+  });
+
+  it('a POST without any body framing (no Content-Length, no Transfer-Encoding) → 415, as req.is() says', async () => {
+    const head = (path: string) => `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: ${auth}\r\nConnection: close\r\n\r\n`;
+    const [fast] = await rawExchange(port, [head(FAST)]);
+    const [viaExpress] = await rawExchange(port, [head(EXPRESS)]);
+    expect(fast!.status).to.equal(415);
+    expect(observable(fast!)).to.deep.equal(observable(viaExpress!));
+  });
+
+  it('charsets other than UTF-8 and other parameters go to Express: latin1 → 415, utf-16 is decoded', async () => {
+    const latin1 = await send(port, FAST, { 'content-type': 'application/json; charset=latin1', authorization: auth }, ticket('fp-latin1'));
+    expect(latin1.status).to.equal(415);
+    expect(errorOf(latin1)).to.deep.equal({ code: 'INPUT_UNSUPPORTED', message: 'unsupported charset "LATIN1"', issues: [] });
+    const utf16 = await send(port, FAST, { 'content-type': 'application/json; charset=utf-16le', authorization: auth }, Buffer.from(ticket('fp-utf16'), 'utf16le'));
+    expect(utf16.status).to.equal(202);
+    const extraType = { 'content-type': 'application/json; charset=utf-8; v=1', authorization: auth };
+    expect((await send(port, FAST, extraType, ticket('fp-extra'))).status).to.equal(202);
+    expect((await both(extraType, ticket('fp-extra'))).status).to.equal(200);
+  });
+
+  it('a gzip-encoded body goes to Express and is inflated: 202', async () => {
+    const r = await send(port, FAST, { 'content-type': JSON_TYPE, 'content-encoding': 'gzip', authorization: auth }, gzipSync(ticket('fp-gzip')));
+    expect(r.status).to.equal(202);
+    const { id } = JSON.parse(r.body) as { id: string };
+    const [m] = await tg.created.waitFor((x) => x.body.id === id);
+    expect(m!.body.content).to.contain('fp-gzip');
+    const again = await both({ 'content-type': JSON_TYPE, 'content-encoding': 'identity', authorization: auth }, ticket('fp-gzip'));
+    expect(again.status).to.equal(200);
+  });
+
+  it('Expect: 100-continue goes to Express and works', async () => {
+    const r = await send(port, FAST, { 'content-type': JSON_TYPE, authorization: auth, expect: '100-continue' }, ticket('fp-continue'), true);
+    expect(r.status).to.equal(202);
+  });
+
+  it('the body limit: exactly the limit is taken, one byte more → 413, by Content-Length or chunked', async () => {
+    const ok = await send(port, FAST, { 'content-type': JSON_TYPE, authorization: auth }, sized('fp-limit', LIMIT));
+    expect(ok.status).to.equal(202);
+    const okChunked = await send(port, FAST, { 'content-type': JSON_TYPE, authorization: auth }, [Buffer.from(sized('fp-limit-c', LIMIT))]);
+    expect(okChunked.status).to.equal(202);
+    const over = await both({ 'content-type': JSON_TYPE, authorization: auth }, sized('fp-over', LIMIT + 1));
+    expect(over.status).to.equal(413);
+    expect(errorOf(over)).to.deep.equal({ code: 'INPUT_TOO_LARGE', message: 'request body is too large', issues: [] });
+    const body = Buffer.from(sized('fp-over-c', 5 * LIMIT));
+    const chunks = [body.subarray(0, 1000), body.subarray(1000, LIMIT + 1), body.subarray(LIMIT + 1)];
+    const overChunked = await both({ 'content-type': JSON_TYPE, authorization: auth }, chunks);
+    expect(overChunked.status).to.equal(413);
+    // Invalid JSON over the limit is still 413: the size is checked first.
+    expect((await both({ 'content-type': JSON_TYPE, authorization: auth }, '{'.repeat(LIMIT + 1))).status).to.equal(413);
+  });
+
+  it('the connection stays usable after a 413 and after a refusal with an unread body', async () => {
+    const head = (len: number, key: string) => `POST ${FAST} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer ${key}\r\nContent-Length: ${len}\r\n\r\n`;
+    const big = 'x'.repeat(LIMIT + 10);
+    const last = ticket('fp-keepalive');
+    const answers = await rawExchange(port, [
+      head(big.length, TEST_API_KEY) + big,
+      head(big.length, 'nope') + big,
+      head(Buffer.byteLength(last), TEST_API_KEY).replace('\r\n\r\n', '\r\nConnection: close\r\n\r\n') + last,
+    ]);
+    expect(answers.map((a) => a.status)).to.deep.equal([413, 401, 202]);
+  });
+
+  it('a client that goes away mid-body is counted as a 400 and the gateway carries on', async () => {
+    const before = await rejectedCounts(tg);
+    await new Promise<void>((resolve) => {
+      const sock = connect(port, '127.0.0.1', () => {
+        sock.write(`POST ${FAST} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: ${auth}\r\nContent-Length: 500\r\n\r\n{"clientMessageId":`);
+        setTimeout(() => sock.destroy(), 100);
+      });
+      sock.on('close', () => resolve());
+      sock.on('error', () => {});
+    });
+    await waitUntil(async () => ((await rejectedCounts(tg)).INPUT_INVALID ?? 0) > (before.INPUT_INVALID ?? 0), 5000, 'the aborted request counted');
+    expect((await send(port, FAST, { 'content-type': JSON_TYPE, authorization: auth }, ticket('fp-after-abort'))).status).to.equal(202);
+  });
+
+  it('store unusable: 503 with Retry-After: 1 on both paths', async () => {
+    const db = tg.gateway.store.db;
+    db.pragma('query_only = ON');
+    try {
+      const r = await both({ 'content-type': JSON_TYPE, authorization: auth }, ticket('fp-ro'));
+      expect(r.status).to.equal(503);
+      expect(r.headers['retry-after']).to.equal('1');
+      expect(errorOf(r).code).to.equal('STORE_UNAVAILABLE');
+    } finally {
+      db.pragma('query_only = OFF');
+    }
+  });
+
+  it('429 with the rate limiter\'s Retry-After on both paths', async () => {
+    const limited = await startTestGateway({ APP_RATE_LIMIT: 1 }, { noCollectors: true });
+    try {
+      const p = limited.gateway.port;
+      const h = { 'content-type': JSON_TYPE, authorization: auth };
+      expect((await send(p, FAST, h, ticket('rl-0'))).status).to.equal(202);
+      const fast = await send(p, FAST, h, ticket('rl-1'));
+      const viaExpress = await send(p, EXPRESS, h, ticket('rl-1'));
+      expect(fast.status).to.equal(429);
+      expect(fast.headers['retry-after']).to.equal('1');
+      expect(observable(fast)).to.deep.equal(observable(viaExpress));
+      expect(errorOf(fast)).to.deep.equal({ code: 'RATE_LIMITED', message: 'too many requests for this API key', issues: [] });
+    } finally {
+      await limited.stop();
+    }
+  });
+});
+
+describe('app API while the gateway stops', function () {
+  this.timeout(60_000);
+
+  it('a body finishing after stop began → 503 SHUTTING_DOWN with Retry-After; a new request → 503 with Connection: close', async () => {
+    const tg = await startTestGateway({}, { noCollectors: true });
+    try {
+      const port = tg.gateway.port;
+      const body = ticket('stop-1');
+      const head = (path: string, extra = '') =>
+        `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer ${TEST_API_KEY}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extra}\r\n`;
+      let stopping: Promise<void> | undefined;
+      const exchange = (path: string) =>
+        rawExchange(port, [head(path) + body.slice(0, 10), body.slice(10) + head('/api/v1/tickets', 'Connection: close\r\n') + body], async () => {
+          await new Promise((r) => setTimeout(r, 150));
+          stopping ??= tg.gateway.stop();
+          await new Promise((r) => setTimeout(r, 50));
+        });
+      const [fast, viaExpress] = await Promise.all([exchange('/api/v1/tickets'), exchange('/api/v1/tickets?via=express')]);
+      await stopping;
+      for (const answers of [fast, viaExpress]) {
+        expect(answers.map((a) => a.status)).to.deep.equal([503, 503]);
+        const [inFlight, fresh] = answers as [Answer, Answer];
+        expect(JSON.parse(inFlight.body)).to.deep.equal({ error: { code: 'SHUTTING_DOWN', message: 'gateway is shutting down', issues: [] } });
+        expect(inFlight.headers['retry-after']).to.equal('1');
+        expect(JSON.parse(fresh.body)).to.deep.equal({ error: { code: 'SHUTTING_DOWN', message: 'gateway is shutting down', issues: [] } });
+        expect(fresh.headers.connection).to.equal('close');
+      }
+      expect(observable(fast[0]!)).to.deep.equal(observable(viaExpress[0]!));
+      expect(observable(fast[1]!)).to.deep.equal(observable(viaExpress[1]!));
+    } finally {
+      await tg.stop();
+    }
+  });
+});
+
+function ticket(id: string, extra: Record<string, unknown> = {}): string {
+  return JSON.stringify({ clientMessageId: id, citizen: { id: `u-${id}` }, content: `路灯不亮 ${id}`, ...extra });
+}

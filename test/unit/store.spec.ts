@@ -136,7 +136,7 @@ describe('store', () => {
     expect(all).to.deep.equal(['m1', 'm2', 'm3', 'm4', 'm5']);
 
     // Confirmed rows leave the file; an outbox row that points at its ticket is read with the ticket's body.
-    s.deleteOutbox([1, 2, 3, 4, 5]);
+    await s.run(() => s.deleteOutbox([1, 2, 3, 4, 5]));
     s.resetRelay();
     await s.run(() => {
       s.insertTicket({ id: 'tk', number: '20261130-000009', channel: 'app', citizen_key: 'c', created_at: 0, respond_by: 1, acknowledged_at: null, matter: '', repeat_of: null, body: '{"ticket":true}' }, Buffer.alloc(0), { kind: 'warning', at: 0 });

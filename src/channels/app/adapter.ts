@@ -1,10 +1,12 @@
 import type { Logger } from 'pino';
+import type { ServerResponse } from 'node:http';
 import type { Request, Response, NextFunction } from 'express';
 import type { Config } from '../../config.js';
 import type { AdapterContext, ChannelAdapter, OutboundMessage, SendResult } from '../types.js';
 import { AppTicketRequest, toInbound } from './parse.js';
-import { bearerAuth, keyLookup, rateLimiter } from '../../http/auth.js';
+import { authFailed, bearerAuth, bearerClient, keyLookup, rateLimiter } from '../../http/auth.js';
 import { jsonBody } from '../../http/body.js';
+import type { JsonAnswer } from '../../http/fast.js';
 import { GatewayError } from '../../errors.js';
 import { registerOpen311 } from './open311.js';
 
@@ -24,26 +26,47 @@ export class AppAdapter implements ChannelAdapter {
     const lookup = keyLookup(this.config.APP_API_KEYS);
     const limit = rateLimiter(this.config.APP_RATE_LIMIT, () => ctx.clock.now());
     const auth = bearerAuth(lookup);
-    const rate = (req: Request, res: Response, next: NextFunction) => {
-      const wait = limit(req.client!);
+    const checkRate = (client: string, res: ServerResponse): void => {
+      const wait = limit(client);
       if (wait !== null) {
         res.setHeader('Retry-After', String(wait));
-        return next(new GatewayError('RATE_LIMITED', 'too many requests for this API key'));
+        throw new GatewayError('RATE_LIMITED', 'too many requests for this API key');
+      }
+    };
+    const rate = (req: Request, res: Response, next: NextFunction) => {
+      try {
+        checkRate(req.client!, res);
+      } catch (err) {
+        return next(err);
       }
       next();
     };
-
-    ctx.http.post('/api/v1/tickets', auth, rate, ...jsonBody(this.config.HTTP_JSON_LIMIT), async (req, res) => {
+    // Both ways in (Express below, the fast path after it) end here once the body is parsed.
+    const submit = async (value: unknown, raw: Buffer, client: string): Promise<JsonAnswer> => {
       if (this.stopped) throw new GatewayError('SHUTTING_DOWN', 'gateway is shutting down');
-      const body = AppTicketRequest.parse(req.body);
-      const inbound = toInbound(body, req.client!, req.rawBody ?? Buffer.from(JSON.stringify(req.body)));
-      const result = await ctx.intake.accept(inbound, { acknowledgedVia: 'http-response' });
+      const body = AppTicketRequest.parse(value);
+      const result = await ctx.intake.accept(toInbound(body, client, raw), { acknowledgedVia: 'http-response' });
       if (result.status === 'rejected') {
-        res.status(422).json({ error: { code: 'EMPTY_CONTENT', message: result.receipt ?? 'no content', issues: [] } });
-        return;
+        return { status: 422, body: { error: { code: 'EMPTY_CONTENT', message: result.receipt ?? 'no content', issues: [] } } };
       }
       const t = result.ticket;
-      res.status(result.status === 'created' ? 202 : 200).json({ id: t.id, number: t.number, respondBy: t.deadline.respondBy });
+      return { status: result.status === 'created' ? 202 : 200, body: { id: t.id, number: t.number, respondBy: t.deadline.respondBy } };
+    };
+
+    // Serves what the fast path leaves to Express: query strings, compressed bodies, other charsets, Expect.
+    ctx.http.post('/api/v1/tickets', auth, rate, ...jsonBody(this.config.HTTP_JSON_LIMIT), async (req, res) => {
+      const a = await submit(req.body, req.rawBody ?? Buffer.from(JSON.stringify(req.body)), req.client!);
+      res.status(a.status).json(a.body);
+    });
+    ctx.fast.json('POST', '/api/v1/tickets', {
+      limit: this.config.HTTP_JSON_LIMIT,
+      admit: (req, res) => {
+        const client = bearerClient(lookup, req.headers.authorization);
+        if (!client) throw authFailed();
+        checkRate(client, res);
+        return client;
+      },
+      handle: submit,
     });
 
     registerOpen311(ctx, lookup, limit, () => this.stopped);
