@@ -98,15 +98,18 @@ export class IntakeService implements Intake {
 
     const result = await this.store.run((): AcceptResult => {
       const now = this.clock.now();
+      // Without a window the ticket id is a function of the dedupe key, so the ticket row
+      // itself records that the message was seen; a dedupe row is written only for what
+      // has no such id (windowed keys, follow-ups, refused empties).
+      const keyedId = msg.dedupeWindowMs ? null : ticketIdFor(msg.channel, msg.dedupeKey);
       const seen = this.store.getDedupe(msg.channel, msg.dedupeKey);
-      if (seen && (!msg.dedupeWindowMs || now - seen.last_seen < msg.dedupeWindowMs)) {
-        this.store.touchDedupe(msg.channel, msg.dedupeKey, now);
+      const seenId = seen && (!msg.dedupeWindowMs || now - seen.last_seen < msg.dedupeWindowMs) ? seen.ticket_id : keyedId;
+      const seenRow = seenId ? this.store.getTicketRow(seenId) : undefined;
+      if (seen && seenId) this.store.touchDedupe(msg.channel, msg.dedupeKey, now);
+      if (seenRow) {
         if (msg.consumesPartsGroup) this.store.dropParts(msg.channel, msg.consumesPartsGroup);
-        const row = this.store.getTicketRow(seen.ticket_id);
-        if (row) {
-          const ticket = JSON.parse(row.body) as Ticket;
-          return { status: 'duplicate', ticket, receipt: receiptText(this.config, ticket, policy) };
-        }
+        const ticket = JSON.parse(seenRow.body) as Ticket;
+        return { status: 'duplicate', ticket, receipt: receiptText(this.config, ticket, policy) };
       }
 
       // A message that names an open ticket (reply to our receipt, ticket number) adds to it.
@@ -131,7 +134,7 @@ export class IntakeService implements Intake {
         }
       }
 
-      const id = msg.dedupeWindowMs ? stableId('ticket', msg.channel, msg.dedupeKey, String(now)) : ticketIdFor(msg.channel, msg.dedupeKey);
+      const id = keyedId ?? stableId('ticket', msg.channel, msg.dedupeKey, String(now));
       const day = this.dayFormat.format(new Date(now)).replaceAll('-', '');
       const number = `${day}-${String(this.store.nextNumber(day)).padStart(6, '0')}`;
 
@@ -197,7 +200,7 @@ export class IntakeService implements Intake {
         raw,
         { kind: 'warning', at: now + Math.round(deadlineMs * this.config.DEADLINE_WARNING_RATIO) },
       );
-      this.store.setDedupe(msg.channel, msg.dedupeKey, id, now);
+      if (msg.dedupeWindowMs) this.store.setDedupe(msg.channel, msg.dedupeKey, id, now);
       if (THREADED_CHANNELS.has(msg.channel)) for (const ref of msg.channelMessageIds) this.store.addRef(ref, id);
       this.store.addOutbox({ ...ticketCreated(ticket), json: ticketJson, ticketRef: id }, now);
       if (msg.consumesPartsGroup) this.store.dropParts(msg.channel, msg.consumesPartsGroup);

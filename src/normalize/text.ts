@@ -1,14 +1,13 @@
 import { convert } from 'html-to-text';
 
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
-
 /**
  * Lone UTF-16 surrogates (a JSON `\ud800` escape, a decoder that maps bytes past
  * U+10FFFF to half a pair) become U+FFFD: tickets are JSON read by other
  * languages, where ill-formed UTF-16 breaks encoders.
  */
 export function wellFormed(text: string): string {
-  return text.replace(LONE_SURROGATE, '\ufffd');
+  // ES2024 String.prototype.toWellFormed does exactly this, natively (no regex scan).
+  return (text as string & { toWellFormed(): string }).toWellFormed();
 }
 
 /**
