@@ -122,6 +122,8 @@ export class OutboundDispatcher {
     let result: SendResult;
     try {
       if (!adapter) throw new GatewayError('CHANNEL_OFF', `channel ${row.channel} is not configured`, { transient: false });
+      // The row (and its ticket) may be committed but not yet synced: tell the citizen nothing before it is on disk.
+      await this.store.whenDurable();
       result = await adapter.send(msg);
     } catch (err) {
       await this.recordFailure(row, err);
