@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createVhost } from '../test/support/rabbit.js';
@@ -32,6 +33,17 @@ function cpuMs(pid: number): number {
   return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
 }
 
+/** The local RabbitMQ node's VM, whose CPU per ticket is reported beside the gateway's. */
+function brokerPid(): number | null {
+  try {
+    return Number(execFileSync('pgrep', ['-o', '-f', 'beam.smp.*rabbit']).toString().trim()) || null;
+  } catch {
+    return null;
+  }
+}
+const broker = brokerPid();
+const brokerMs = () => (broker ? cpuMs(broker) : NaN);
+
 const args = process.argv.slice(2);
 const channel = args.find((a) => a === 'sms' || a === 'app') ?? 'app';
 const N = Number(args.find((a) => /^\d+$/.test(a)) ?? (channel === 'sms' ? 5_000 : 20_000));
@@ -42,8 +54,17 @@ const nodeArgs = ['--cpu-prof', `--cpu-prof-dir=${profDir}`];
 if (channel === 'sms') {
   let cpu0 = 0;
   let cpu = 0;
-  const r = await benchSms({ total: N, nodeArgs, onMeasure: (phase, pid) => (phase === 'start' ? (cpu0 = cpuMs(pid)) : (cpu = cpuMs(pid) - cpu0)) });
-  console.log(`${fmt(r.messagesPerSecond)} SMS/s to confirmed tickets; gateway CPU ${fmt((cpu * 1000) / N)} µs per message`);
+  let b0 = 0;
+  let b = 0;
+  const r = await benchSms({
+    total: N,
+    nodeArgs,
+    onMeasure: (phase, pid) => {
+      if (phase === 'start') [cpu0, b0] = [cpuMs(pid), brokerMs()];
+      else [cpu, b] = [cpuMs(pid) - cpu0, brokerMs() - b0];
+    },
+  });
+  console.log(`${fmt(r.messagesPerSecond)} SMS/s to confirmed tickets; CPU per message: gateway ${fmt((cpu * 1000) / N)} µs, broker ${fmt((b * 1000) / N)} µs`);
 } else {
   const vhost = await createVhost('profile');
   const dataDir = tempDir('profile-');
@@ -56,11 +77,12 @@ if (channel === 'sms') {
     const url = `${proc.baseUrl}/api/v1/tickets`;
     const headers = { 'content-type': 'application/json', authorization: `Bearer ${TEST_API_KEY}` };
     await httpLoad({ url, headers, body: (i) => ticketBody(i, 'warm'), total: 2000, concurrency: 64 });
-    const cpu0 = cpuMs(proc.child.pid!);
+    const [cpu0, b0, self0] = [cpuMs(proc.child.pid!), brokerMs(), cpuMs(process.pid)];
     const r = await httpLoad({ url, headers, body: (i) => ticketBody(i, 'prof'), total: N, concurrency: 64 });
     await new Promise((res) => setTimeout(res, 1000));
-    const cpu = cpuMs(proc.child.pid!) - cpu0;
-    console.log(`${fmt(r.perSecond)} tickets/s accepted (${r.failed} failed); gateway CPU ${fmt((cpu * 1000) / N)} µs per ticket`);
+    const [cpu, b, self] = [cpuMs(proc.child.pid!) - cpu0, brokerMs() - b0, cpuMs(process.pid) - self0];
+    const per = (ms: number) => fmt((ms * 1000) / N);
+    console.log(`${fmt(r.perSecond)} tickets/s accepted (${r.failed} failed); CPU per ticket: gateway ${per(cpu)} µs, broker ${per(b)} µs, load generator ${per(self)} µs`);
   } finally {
     proc.kill('SIGTERM');
     await proc.exited;

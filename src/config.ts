@@ -59,6 +59,13 @@ const coreConfig = {
   STORE_SYNC: z.enum(['full', 'normal']),
   /** Unconfirmed publishes in flight at most. */
   PUBLISH_WINDOW: positiveInt(),
+  /**
+   * While publishes await their confirm, new rows wait up to this long (or until
+   * PUBLISH_BATCH are ready) to go out together; 0 publishes every commit at once.
+   */
+  PUBLISH_LINGER: duration(),
+  /** Ready rows that are published at once, without lingering. */
+  PUBLISH_BATCH: positiveInt(),
   /** Outbox depth above which channels pause reading upstream (SMPP, IMAP) and /readyz says so. */
   OUTBOX_HIGH_WATER: positiveInt(),
   /** Longest wait between broker reconnect attempts. */

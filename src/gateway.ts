@@ -75,11 +75,18 @@ export class Gateway {
 
     this.broker = new Broker(
       this.store,
-      { url: config.AMQP_URL, window: config.PUBLISH_WINDOW, reconnectMaxMs: config.AMQP_RECONNECT_MAX, onReply: (m) => this.onReplyMessage(m) },
+      {
+        url: config.AMQP_URL,
+        window: config.PUBLISH_WINDOW,
+        lingerMs: config.PUBLISH_LINGER,
+        batch: config.PUBLISH_BATCH,
+        reconnectMaxMs: config.AMQP_RECONNECT_MAX,
+        onReply: (m) => this.onReplyMessage(m),
+      },
       this.logger,
       this.metrics,
     );
-    this.store.onOutbox = () => this.broker.wake();
+    this.store.onOutbox = () => this.broker.committed();
     this.deadlines = new DeadlineScheduler(this.store, this.clock, this.logger, this.metrics);
     this.outbound = new OutboundDispatcher(
       this.store,

@@ -676,6 +676,11 @@ export class SqliteStore {
     return out;
   }
 
+  /** About how many rows the relay could take now (a lot when it must read the file). */
+  readyCount(): number {
+    return this.cacheFrom === CACHE_OFF ? Number.MAX_SAFE_INTEGER : this.cache.length;
+  }
+
   /** True when the relay, at `afterSeq`, still has journaled messages to take. */
   hasOutboxAfter(afterSeq: number): boolean {
     if (this.cache.length > 0 && this.cache.at(-1)!.seq > afterSeq) return true;
