@@ -1,4 +1,6 @@
 import http from 'node:http';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import amqp from 'amqplib';
 
 /** Shared pieces of the benchmarks: a keep-alive HTTP load generator, percentiles, a raw publish baseline. */
@@ -130,4 +132,29 @@ export async function brokerReady(baseUrl: string, timeoutMs = 30_000): Promise<
     if (Date.now() > until) throw new Error('gateway did not connect to the broker');
     await new Promise((res) => setTimeout(res, 100));
   }
+}
+
+/** CPU time (user + system) a process has used so far, ms. */
+export function cpuMs(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+}
+
+/** The local RabbitMQ node's VM, whose CPU per ticket the reports show beside the gateway's. */
+export function brokerPid(): number | null {
+  try {
+    return Number(execFileSync('pgrep', ['-o', '-f', 'beam.smp.*rabbit']).toString().trim()) || null;
+  } catch {
+    return null;
+  }
+}
+
+/** CPU used by each named process between start() and stop(), per item, µs. */
+export function cpuMeter(pids: Record<string, number | null>): { stop(items: number): Record<string, number> } {
+  const at = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, pid ? cpuMs(pid) : NaN]));
+  return {
+    stop(items) {
+      return Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, pid ? ((cpuMs(pid) - at[k]!) * 1000) / items : NaN]));
+    },
+  };
 }

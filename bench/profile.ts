@@ -1,9 +1,8 @@
-import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createVhost } from '../test/support/rabbit.js';
 import { spawnGateway, tempDir, TEST_API_KEY } from '../test/support/gateway.js';
-import { brokerReady, fmt, httpLoad } from './lib.js';
+import { brokerPid, brokerReady, cpuMs, fmt, httpLoad } from './lib.js';
 import { ticketBody } from './bodies.js';
 import { benchSms } from './sms.js';
 
@@ -28,19 +27,6 @@ function area(url: string): string {
   return url.startsWith('node:') ? url : url.replace(/^.*\//, '');
 }
 
-function cpuMs(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
-}
-
-/** The local RabbitMQ node's VM, whose CPU per ticket is reported beside the gateway's. */
-function brokerPid(): number | null {
-  try {
-    return Number(execFileSync('pgrep', ['-o', '-f', 'beam.smp.*rabbit']).toString().trim()) || null;
-  } catch {
-    return null;
-  }
-}
 const broker = brokerPid();
 const brokerMs = () => (broker ? cpuMs(broker) : NaN);
 

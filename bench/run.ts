@@ -1,13 +1,14 @@
 import { spawn } from 'node:child_process';
-import { readFileSync, rmSync, existsSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import amqp from 'amqplib';
 import { createVhost } from '../test/support/rabbit.js';
 import { freePort, spawnGateway, tempDir, TEST_API_KEY } from '../test/support/gateway.js';
-import { brokerReady, fmt, httpLoad, percentile, rawConfirmedPublish } from './lib.js';
+import { brokerPid, brokerReady, cpuMeter, fmt, httpLoad, percentile, rawConfirmedPublish } from './lib.js';
 import { projectRoot } from '../src/config.js';
 import { benchDeadlines } from './deadlines.js';
+import { benchSms } from './sms.js';
 import { ticketBody } from './bodies.js';
 
 /**
@@ -26,14 +27,15 @@ function rss(pid: number): { rssMb: number; peakMb: number } {
   return { rssMb: kb('VmRSS') / 1024, peakMb: kb('VmHWM') / 1024 };
 }
 
-async function bareExpress(): Promise<number> {
+async function bareExpress(): Promise<{ perSecond: number; cpu: Record<string, number> }> {
   const port = await freePort();
   const child = spawn(process.execPath, ['--import', 'tsx', join('bench', 'bare-express.ts'), String(port)], { cwd: projectRoot(), stdio: ['ignore', 'pipe', 'inherit'] });
   try {
     await new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()));
     await httpLoad({ url: `http://127.0.0.1:${port}/api/v1/tickets`, headers: { 'content-type': 'application/json' }, body: (i) => ticketBody(i, 'warm'), total: 2000, concurrency: CONCURRENCY });
+    const meter = cpuMeter({ server: child.pid!, client: process.pid });
     const r = await httpLoad({ url: `http://127.0.0.1:${port}/api/v1/tickets`, headers: { 'content-type': 'application/json' }, body: (i) => ticketBody(i, 'bare'), total: N, concurrency: CONCURRENCY });
-    return r.perSecond;
+    return { perSecond: r.perSecond, cpu: meter.stop(N) };
   } finally {
     child.kill('SIGKILL');
   }
@@ -47,6 +49,8 @@ interface GatewayRun {
   fixed: { rate: number; httpP99: number; e2eP50: number; e2eP99: number; achieved: number }[];
   rssMb: number;
   peakMb: number;
+  /** CPU µs per ticket during the open-load run: gateway, broker, load generator with the consumer. */
+  cpu: Record<string, number>;
 }
 
 async function gatewayApp(amqpUrl: string): Promise<GatewayRun> {
@@ -80,10 +84,12 @@ async function gatewayApp(amqpUrl: string): Promise<GatewayRun> {
     await waitAll(warm);
 
     const open = new Map<string, number>();
+    const meter = cpuMeter({ gateway: proc.child.pid!, broker: brokerPid(), client: process.pid });
     const t0 = performance.now();
     const r = await httpLoad({ url, headers, body: (i) => ticketBody(i, 'open'), total: N, concurrency: CONCURRENCY, onAnswer: (_i, _s, b, t) => open.set(JSON.parse(b).id, t) });
     const mem = rss(proc.child.pid!);
     await waitAll(open);
+    const cpu = meter.stop(N);
     const last = Math.max(...[...open.keys()].map((id) => arrivals.get(id)!));
     const openE2e = e2e(open);
 
@@ -103,6 +109,7 @@ async function gatewayApp(amqpUrl: string): Promise<GatewayRun> {
       e2eP99: percentile(openE2e, 99),
       fixed,
       ...mem,
+      cpu,
     };
   } finally {
     await conn.close().catch(() => {});
@@ -126,8 +133,9 @@ async function main(): Promise<void> {
     out();
     const raw = await rawConfirmedPublish(vhost.url, 'bench.raw', N, 1200);
     out(`baseline  raw amqplib confirmed publish (quorum, window 1000): ${fmt(raw.perSecond)} msg/s`);
-    const bare = await bareExpress();
-    out(`baseline  bare Express 5 JSON POST → 202:                    ${fmt(bare)} req/s`);
+    const bareRun = await bareExpress();
+    const bare = bareRun.perSecond;
+    out(`baseline  bare Express 5 JSON POST → 202:                    ${fmt(bare)} req/s (CPU per request: server ${fmt(bareRun.cpu.server!)} µs, load generator ${fmt(bareRun.cpu.client!)} µs)`);
     out();
     const g = await gatewayApp(vhost.url);
     out('app API (POST /api/v1/tickets → journal → confirmed on tickets.created)');
@@ -137,18 +145,25 @@ async function main(): Promise<void> {
     for (const f of g.fixed) {
       out(`  fixed ${fmt(f.rate)}/s (achieved ${fmt(f.achieved)}/s): HTTP p99 ${fmt(f.httpP99, 1)} ms; POST → consumed p50 ${fmt(f.e2eP50, 1)} ms, p99 ${fmt(f.e2eP99, 1)} ms`);
     }
+    out(`  CPU per ticket, open load:      gateway ${fmt(g.cpu.gateway!)} µs, broker ${fmt(g.cpu.broker!)} µs, load generator + consumer ${fmt(g.cpu.client!)} µs (two cores = ${fmt(2e6)} µs/s)`);
     out(`  gateway RSS after open load:    ${fmt(g.rssMb)} MB (peak ${fmt(g.peakMb)} MB)`);
 
-    const smsBench = join(projectRoot(), 'bench', 'sms.ts');
-    if (existsSync(smsBench)) {
-      const mod = (await import('./sms.js')) as { benchSms?: (o: { amqpUrl: string; total: number }) => Promise<{ messagesPerSecond: number; p50Ms: number; p99Ms: number }> };
-      if (mod.benchSms) {
-        out();
-        const s = await mod.benchSms({ amqpUrl: vhost.url, total: Math.round(10_000 * SCALE) });
-        out('SMS (deliver_sm over one transceiver bind → confirmed ticket)');
-        out(`  ${fmt(s.messagesPerSecond)} messages/s = ${fmt((100 * s.messagesPerSecond) / raw.perSecond, 0)} % of raw amqplib; deliver_sm → consumed p50 ${fmt(s.p50Ms, 1)} ms, p99 ${fmt(s.p99Ms, 1)} ms`);
-      }
-    }
+    out();
+    const broker = brokerPid();
+    let smsMeter: ReturnType<typeof cpuMeter> | null = null;
+    let smsCpu: Record<string, number> = {};
+    const smsTotal = Math.round(10_000 * SCALE);
+    const sms = await benchSms({
+      amqpUrl: vhost.url,
+      total: smsTotal,
+      onMeasure: (phase, pid) => {
+        if (phase === 'start') smsMeter = cpuMeter({ gateway: pid, broker, client: process.pid });
+        else smsCpu = smsMeter!.stop(smsTotal);
+      },
+    });
+    out('SMS (deliver_sm over one transceiver bind → confirmed ticket; every 10th message in 3 parts; a receipt submit_sm per ticket)');
+    out(`  ${fmt(sms.messagesPerSecond)} messages/s = ${fmt((100 * sms.messagesPerSecond) / raw.perSecond, 0)} % of raw amqplib; deliver_sm → consumed p50 ${fmt(sms.p50Ms, 1)} ms, p99 ${fmt(sms.p99Ms, 1)} ms`);
+    out(`  CPU per message: gateway ${fmt(smsCpu.gateway!)} µs, broker ${fmt(smsCpu.broker!)} µs, test SMSC + consumer ${fmt(smsCpu.client!)} µs`);
 
     out();
     out('open deadlines (rows due in a day; breach lateness of 200 tickets with a 3 s deadline)');
