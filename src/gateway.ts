@@ -49,12 +49,15 @@ export class Gateway {
   readonly deadlines: DeadlineScheduler;
   readonly outbound: OutboundDispatcher;
   readonly metrics: Metrics;
-  readonly adapters: ChannelAdapter[];
+  /** The channels that are on; known once start() has loaded them. */
+  adapters: ChannelAdapter[] = [];
+  private readonly adapterMap = new Map<Channel, ChannelAdapter>();
   readonly logger: Logger;
   readonly app: express.Express;
   /** Hot routes answered ahead of Express; whatever they decline (or anything while closing) goes to `app`. */
   readonly fast: FastRoutes;
   private server: Server | null = null;
+  private readonly givenAdapters: ChannelAdapter[] | null;
   private closing = false;
   private stopPromise: Promise<void> | null = null;
   private readonly clock: Clock;
@@ -70,8 +73,7 @@ export class Gateway {
     this.attachments = new AttachmentStore(config.DATA_DIR, config.ATTACHMENT_MAX_BYTES);
     const rules = loadRules(config.RULES_FILE ?? join(projectRoot(), 'config', 'rules.json'));
     this.intake = new IntakeService(this.store, this.attachments, config, rules, this.clock, this.logger, this.metrics);
-    this.adapters = opts.adapters ?? buildAdapters(config, this.logger);
-    for (const a of this.adapters) if (a.receiptMode === 'active') this.intake.activeReceipts.add(a.channel);
+    this.givenAdapters = opts.adapters ?? null;
 
     this.broker = new Broker(
       this.store,
@@ -90,7 +92,7 @@ export class Gateway {
     this.deadlines = new DeadlineScheduler(this.store, this.clock, this.logger, this.metrics);
     this.outbound = new OutboundDispatcher(
       this.store,
-      new Map(this.adapters.map((a) => [a.channel, a] as [Channel, ChannelAdapter])),
+      this.adapterMap,
       config,
       this.clock,
       this.logger,
@@ -190,6 +192,11 @@ export class Gateway {
 
   async start(): Promise<void> {
     this.logger.info({ config: describeConfig(this.config) }, 'starting');
+    this.adapters = this.givenAdapters ?? (await buildAdapters(this.config, this.logger));
+    for (const a of this.adapters) {
+      this.adapterMap.set(a.channel, a);
+      if (a.receiptMode === 'active') this.intake.activeReceipts.add(a.channel);
+    }
     const router = express.Router();
     this.app.use(router);
     for (const a of this.adapters) {

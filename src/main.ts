@@ -42,6 +42,12 @@ async function main(): Promise<void> {
   try {
     await gateway.start();
   } catch (err) {
+    // A channel's settings that only make sense together are checked as the channel loads.
+    if (err instanceof GatewayError && err.code === 'CONFIG_INVALID') {
+      process.stderr.write(`intake-gateway: ${err.message}\n`);
+      await gateway.stop().catch(() => {});
+      process.exit(78);
+    }
     logger.fatal({ err }, 'start failed');
     await gateway.stop().catch(() => {});
     process.exit(1);

@@ -2,8 +2,8 @@ import type { Logger } from 'pino';
 import type { Config } from '../../config.js';
 import type { AdapterContext, ChannelAdapter, OutboundMessage, SendResult } from '../types.js';
 import { GatewayError } from '../../errors.js';
-import { ImapIntake } from './imap.js';
-import { SmtpSender, composeMail } from './smtp.js';
+import type { ImapIntake } from './imap.js';
+import type { SmtpSender } from './smtp.js';
 import { mountForm } from './form.js';
 import { lookupCode, newSecret } from './security.js';
 
@@ -15,21 +15,25 @@ export class MailboxAdapter implements ChannelAdapter {
   readonly channel = 'mailbox' as const;
   readonly receiptMode = 'active' as const;
   private imap: ImapIntake | null = null;
-  private readonly smtp: SmtpSender | null;
+  private smtp: SmtpSender | null = null;
+  /** IMAP and SMTP code (imapflow, mailparser, nodemailer) loads only when configured. */
+  private smtpModule: typeof import('./smtp.js') | null = null;
   private secret: string | null = null;
   private stopping = false;
   private started = false;
   private stopPromise: Promise<void> | null = null;
 
-  constructor(private readonly config: Config) {
-    this.smtp = config.SMTP_URL ? new SmtpSender(config.SMTP_URL) : null;
-  }
+  constructor(private readonly config: Config) {}
 
   async start(ctx: AdapterContext): Promise<void> {
     if (this.started) return;
     this.started = true;
     const log = ctx.logger;
     this.secret = this.config.MAILBOX_LOOKUP_SECRET ?? (await this.storedSecret(ctx));
+    if (this.config.SMTP_URL) {
+      this.smtpModule = await import('./smtp.js');
+      this.smtp = new this.smtpModule.SmtpSender(this.config.SMTP_URL);
+    }
 
     if (this.config.MAILBOX_FORM) {
       mountForm(ctx.http, {
@@ -45,6 +49,7 @@ export class MailboxAdapter implements ChannelAdapter {
     }
 
     if (this.config.IMAP_URL) {
+      const { ImapIntake } = await import('./imap.js');
       this.imap = new ImapIntake({
         url: this.config.IMAP_URL,
         intake: ctx.intake,
@@ -79,13 +84,16 @@ export class MailboxAdapter implements ChannelAdapter {
         ? this.lookupFooter(msg.ticketNumber, lookupCode(this.secret, msg.ticketId))
         : null;
     const from = { name: this.config.MAILBOX_FROM_NAME, address: this.config.MAILBOX_ADDRESS ?? '' };
-    const mail = composeMail(msg, from, footer);
-    if (!mail || !this.smtp) {
-      // A web-form letter with no e-mail address (or no SMTP): the submission
-      // page was the receipt, and answers are read on the status page.
+    if (!this.smtp || !this.smtpModule) {
+      // A web-form letter: the submission page was the receipt, and answers are read on the status page.
       if (msg.source.via === 'web') return { via: 'web', upstreamId: null };
-      if (!mail) throw new GatewayError('SEND_PERMANENT', 'the citizen left no e-mail address', { transient: false, detail: { ticketId: msg.ticketId } });
       throw new GatewayError('CHANNEL_OFF', 'SMTP_URL is not set: mail cannot be sent', { transient: false });
+    }
+    const mail = this.smtpModule.composeMail(msg, from, footer);
+    if (!mail) {
+      // A web-form letter with no e-mail address answers on its status page.
+      if (msg.source.via === 'web') return { via: 'web', upstreamId: null };
+      throw new GatewayError('SEND_PERMANENT', 'the citizen left no e-mail address', { transient: false, detail: { ticketId: msg.ticketId } });
     }
     return this.smtp.send(mail);
   }
@@ -115,10 +123,6 @@ export class MailboxAdapter implements ChannelAdapter {
 }
 
 export function createMailboxAdapter(config: Config, logger: Logger): ChannelAdapter | null {
-  if (!config.IMAP_URL && !config.SMTP_URL && !config.MAILBOX_FORM) {
-    logger.info({ channel: 'mailbox' }, 'channel off: IMAP_URL and SMTP_URL are not set and MAILBOX_FORM is false');
-    return null;
-  }
   if (config.SMTP_URL && !config.MAILBOX_ADDRESS) {
     throw new GatewayError('CONFIG_INVALID', 'invalid configuration: MAILBOX_ADDRESS is required when SMTP_URL is set (the From address of receipts)');
   }

@@ -5,7 +5,7 @@ import type { Config } from '../../config.js';
 import type { Clock } from '../../clock.js';
 import type { InboundAttachment, Intake, Ticket } from '../types.js';
 import { GatewayError, errorMessage, isTransient } from '../../errors.js';
-import { FormInput, formToInbound } from './parse.js';
+import { FormInput, formToInbound } from './form-input.js';
 import { cleanText } from '../../normalize/text.js';
 import { CSRF_COOKIE, RateLimiter, checkCsrf, checkLookupCode, csrfToken, lookupCode, newNonce, normalizeCode, readCookie } from './security.js';
 import { formPage, lookupFormPage, messagePage, statusPage, successPage, type FormValues } from './pages.js';

@@ -677,9 +677,5 @@ function sleep(ms: number): Promise<void> {
 }
 
 export function createSmsAdapter(config: Config, logger: Logger): ChannelAdapter | null {
-  if (!config.SMPP_URL) {
-    logger.info('sms channel off: SMPP_URL is not set');
-    return null;
-  }
   return new SmsAdapter(config, logger.child({ channel: 'sms' }));
 }

@@ -18,10 +18,6 @@ import { START_WELCOME_ZH, classify, fileMeta, isTransientTelegramError, parseUp
  * moves past an update once accept() has resolved for it.
  */
 export function createTelegramAdapter(config: Config, logger: Logger): ChannelAdapter | null {
-  if (!config.TELEGRAM_BOT_TOKEN) {
-    logger.info({ channel: 'telegram' }, 'channel off: TELEGRAM_BOT_TOKEN is not set');
-    return null;
-  }
   return new TelegramAdapter(config, logger);
 }
 

@@ -14,10 +14,6 @@ import { classify, isTransientWeiboError, parsePush, replyForm, toInbound, verif
  * `send`.
  */
 export function createWeiboAdapter(config: Config, logger: Logger): ChannelAdapter | null {
-  if (!config.WEIBO_APP_SECRET) {
-    logger.info({ channel: 'weibo' }, 'channel off: WEIBO_APP_SECRET is not set');
-    return null;
-  }
   return new WeiboAdapter(config, logger);
 }
 
