@@ -1,5 +1,7 @@
 import { expect } from 'chai';
 import { rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { projectRoot } from '../../src/config.js';
 import { Collector, createVhost, type Vhost } from '../support/rabbit.js';
 import { PrivateRabbit } from '../support/private-rabbit.js';
 import { freePort, spawnGateway, startTestGateway, TEST_API_KEY, tempDir, waitBrokerUp, type GatewayProcess, type TestGateway } from '../support/gateway.js';
@@ -196,6 +198,25 @@ describe('durability: broker outages, SIGKILL and SIGTERM lose nothing acknowled
       }
       expect(err?.message).to.contain('DEADLINE_MESSAGE = "soon"');
       expect(err?.message).to.contain('expected a duration');
+    });
+
+    it('refuses to start, with exit code 78, when settings of a channel do not go together', async () => {
+      const dataDir = tempDir('cfg-');
+      const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+        cwd: projectRoot(),
+        env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...env(), DATA_DIR: dataDir, HTTP_PORT: '0', SMTP_URL: 'smtp://127.0.0.1:1' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+      try {
+        const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+        expect(code).to.equal(78);
+        expect(stderr).to.contain('MAILBOX_ADDRESS is required when SMTP_URL is set');
+      } finally {
+        if (child.exitCode === null) child.kill('SIGKILL');
+        rmSync(dataDir, { recursive: true, force: true });
+      }
     });
   });
 });
