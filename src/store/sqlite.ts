@@ -253,6 +253,7 @@ export class SqliteStore {
   private durableWaiters: (() => void)[] = [];
 
   private readonly stmts;
+  private readonly inTransaction: ReturnType<SqliteStore['batchTransaction']>;
 
   constructor(dataDir: string, opts: { sync: 'full' | 'normal' }) {
     mkdirSync(dataDir, { recursive: true });
@@ -268,6 +269,7 @@ export class SqliteStore {
     this.db.pragma('foreign_keys = OFF');
     this.db.exec(SCHEMA);
     this.migrate();
+    this.inTransaction = this.batchTransaction();
     // The WAL exists from the first write (the schema) until close; SQLite keeps its locks
     // in the -shm file, so a descriptor of our own on the -wal file does not disturb them.
     if (opts.sync === 'full') this.walFd = openSync(join(dataDir, 'gateway.sqlite-wal'), 'r');
@@ -491,7 +493,15 @@ export class SqliteStore {
    */
   private runBatch(batch: Pending[], isolate: boolean): { ok: boolean; value: unknown }[] {
     const results: { ok: boolean; value: unknown }[] = [];
-    this.db.transaction(() => {
+    this.inTransaction(batch, isolate, results);
+    return results;
+  }
+
+  /** Built once: db.transaction() compiles a wrapper (and its savepoint variants) per call. */
+  private batchTransaction() {
+    const savepoint = (fn: () => unknown) => fn();
+    const nested = this.db.transaction(savepoint);
+    return this.db.transaction((batch: Pending[], isolate: boolean, results: { ok: boolean; value: unknown }[]) => {
       for (const item of batch) {
         if (!isolate) {
           results.push({ ok: true, value: item.fn() });
@@ -500,14 +510,13 @@ export class SqliteStore {
         const before = this.mark();
         try {
           // Nested transaction = SAVEPOINT.
-          results.push({ ok: true, value: this.db.transaction(item.fn)() });
+          results.push({ ok: true, value: nested(item.fn) });
         } catch (err) {
           this.restore(before);
           results.push({ ok: false, value: err });
         }
       }
-    })();
-    return results;
+    });
   }
 
   // ---- writes: call only inside run() ---------------------------------------
