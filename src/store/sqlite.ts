@@ -14,7 +14,7 @@ import type { StoredPart } from '../channels/types.js';
  * queued in the same turn of the event loop run in one transaction, so one fsync
  * covers many tickets, and a failing unit does not take its neighbours down (the
  * batch is re-run with a savepoint per unit). `run` resolves only once the commit
- * is on disk.
+ * is as durable as STORE_SYNC asks: on disk ('full'), or in the OS ('normal').
  *
  * With `sync: 'full'` that fsync runs off the event loop: SQLite commits with
  * synchronous=NORMAL (frames written to the WAL, no sync), then the WAL file is
