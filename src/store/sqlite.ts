@@ -180,8 +180,8 @@ interface Committed {
   addedOutbox: boolean;
   /** Highest outbox seq written so far. */
   lastSeq: number;
-  /** Callers of whenDurable() waiting for this batch. */
-  waiters?: (() => void)[];
+  /** Callers of whenDurable() waiting for this batch's fsync. */
+  waiters?: { resolve: () => void; reject: (e: unknown) => void }[];
 }
 
 const MAX_BATCH = 1000;
@@ -194,12 +194,18 @@ const OUTBOX_CACHE_MAX = 5_000;
 /** cacheFrom when the mirror is off (a number SQLite can compare seqs with). */
 const CACHE_OFF = Number.MAX_SAFE_INTEGER;
 
+/** The last ticket number handed out on a day. */
+interface DayCounter {
+  day: string;
+  last: number;
+}
+
 /** In-memory state that a rolled-back unit must take back with it. */
 interface Mark {
   lastSeq: number;
   outboxCount: number;
   cacheLength: number;
-  counters: Map<string, number>;
+  counter: DayCounter | null;
   addedOutbox: boolean;
 }
 
@@ -241,16 +247,16 @@ export class SqliteStore {
    */
   private cache: OutboxMessage[] = [];
   private cacheFrom = CACHE_OFF;
-  /** Last ticket number handed out per day; derived from the tickets at first use of a day. */
-  private counters = new Map<string, number>();
+  /** Today's last ticket number; derived from the tickets at first use of a day. */
+  private counter: DayCounter | null = null;
   /** The WAL file, fsynced off the loop before a batch resolves (sync 'full'); null = resolve at commit. */
   private walFd: number | null = null;
   private unsynced: Committed[] = [];
-  private syncing = false;
+  /** The batches the fsync in flight covers; null when none runs. */
+  private syncing: Committed[] | null = null;
   /** Outbox rows up to this seq are on disk; the relay takes nothing beyond it. */
   private durableSeq = CACHE_OFF;
   private lastSeq = 0;
-  private durableWaiters: (() => void)[] = [];
 
   private readonly stmts;
   private readonly inTransaction: ReturnType<SqliteStore['batchTransaction']>;
@@ -306,7 +312,6 @@ export class SqliteStore {
       maxOutboxSeq: db.prepare(`SELECT max(seq) AS seq FROM outbox`),
       countOutbox: db.prepare(`SELECT count(*) AS n FROM outbox`),
       deleteOutboxRange: db.prepare(`DELETE FROM outbox WHERE seq BETWEEN ? AND ?`),
-      deleteOutboxOne: db.prepare(`DELETE FROM outbox WHERE seq = ?`),
       dueDeadlines: db.prepare(`SELECT id AS ticket_id, due_kind AS kind, due_at, respond_by FROM tickets WHERE due_at <= ? ORDER BY due_at LIMIT ?`),
       nextDeadline: db.prepare(`SELECT min(due_at) AS due FROM tickets WHERE due_at IS NOT NULL`),
       advanceDue: db.prepare(`UPDATE tickets SET due_at = ?, due_kind = ? WHERE id = ? AND due_kind = ? AND due_at = ?`),
@@ -432,57 +437,51 @@ export class SqliteStore {
   /** One fsync at a time; batches committed while it runs wait for the next one. */
   private syncWal(): void {
     if (this.syncing || this.unsynced.length === 0 || this.walFd === null) return;
-    this.syncing = true;
     const waiting = this.unsynced;
+    this.syncing = waiting;
     this.unsynced = [];
     fsync(this.walFd, (err) => {
-      this.syncing = false;
+      this.syncing = null;
       if (err) {
         // Not on disk, so not acknowledged: the upstream retries, and the retry finds the
         // committed ticket and answers once a later fsync succeeds.
         const e = storeError(err);
         this.lastWriteError = e;
-        for (const c of waiting) for (const item of c.batch) item.reject(e);
-        // Their waiters and outbox rows ride on the next batch's fsync.
-        const carried = waiting.flatMap((c) => c.waiters ?? []);
-        if (carried.length > 0) this.durableWaiters.push(...carried);
+        for (const c of waiting) {
+          for (const item of c.batch) item.reject(e);
+          for (const w of c.waiters ?? []) w.reject(e);
+        }
       } else {
         this.durableSeq = Math.max(this.durableSeq, waiting.at(-1)!.lastSeq);
         for (const c of waiting) {
           this.settle(c);
-          for (const w of c.waiters ?? []) w();
+          for (const w of c.waiters ?? []) w.resolve();
         }
-      }
-      if (this.unsynced.length === 0 && this.durableWaiters.length > 0 && !err) {
-        const w = this.durableWaiters;
-        this.durableWaiters = [];
-        for (const f of w) f();
       }
       this.syncWal();
     });
   }
 
   /**
-   * Resolves once everything committed so far is on disk: for work that acts outside
-   * the store (sending a receipt) on rows it read, which may be committed but not yet
-   * synced.
+   * Resolves once everything committed so far is on disk (rejects if that fsync
+   * fails): for work that acts outside the store (sending a receipt) on rows it
+   * read, which may be committed but not yet synced.
    */
   whenDurable(): Promise<void> {
-    const last = this.unsynced.at(-1);
-    if (last) return new Promise((resolve) => (last.waiters ??= []).push(resolve));
-    if (!this.syncing && this.durableWaiters.length === 0) return Promise.resolve();
-    return new Promise((resolve) => this.durableWaiters.push(resolve));
+    const last = this.unsynced.at(-1) ?? this.syncing?.at(-1);
+    if (!last) return Promise.resolve();
+    return new Promise((resolve, reject) => (last.waiters ??= []).push({ resolve, reject }));
   }
 
   private mark(): Mark {
-    return { lastSeq: this.lastSeq, outboxCount: this.outboxCount, cacheLength: this.cache.length, counters: new Map(this.counters), addedOutbox: this.addedOutbox };
+    return { lastSeq: this.lastSeq, outboxCount: this.outboxCount, cacheLength: this.cache.length, counter: this.counter && { ...this.counter }, addedOutbox: this.addedOutbox };
   }
 
   private restore(m: Mark): void {
     this.lastSeq = m.lastSeq;
     this.outboxCount = m.outboxCount;
     this.cache.length = Math.min(this.cache.length, m.cacheLength);
-    this.counters = m.counters;
+    this.counter = m.counter;
     this.addedOutbox = m.addedOutbox;
   }
 
@@ -533,14 +532,10 @@ export class SqliteStore {
    * after the highest number stored.
    */
   nextNumber(day: string): number {
-    let last = this.counters.get(day);
-    if (last === undefined) {
-      last = (this.stmts.lastNumber.get(`${day}-`, `${day}.`) as { last: number | null }).last ?? 0;
-      // Only today's counter matters; yesterday's can go.
-      this.counters.clear();
+    if (this.counter?.day !== day) {
+      this.counter = { day, last: (this.stmts.lastNumber.get(`${day}-`, `${day}.`) as { last: number | null }).last ?? 0 };
     }
-    this.counters.set(day, ++last);
-    return last;
+    return ++this.counter.last;
   }
 
   setDedupe(channel: string, key: string, ticketId: string, now: number): void {
@@ -715,7 +710,7 @@ export class SqliteStore {
     for (let i = 0; i < sorted.length; ) {
       let j = i;
       while (j + 1 < sorted.length && sorted[j + 1] === sorted[j]! + 1) j++;
-      n += j === i ? this.stmts.deleteOutboxOne.run(sorted[i]).changes : this.stmts.deleteOutboxRange.run(sorted[i], sorted[j]).changes;
+      n += this.stmts.deleteOutboxRange.run(sorted[i], sorted[j]).changes;
       i = j + 1;
     }
     this.outboxCount -= n;
@@ -791,7 +786,7 @@ export class SqliteStore {
   /** Wait for queued writes and their fsync, then close. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
-    while (this.queue.length > 0 || this.flushScheduled || this.syncing || this.unsynced.length > 0) {
+    while (this.queue.length > 0 || this.flushScheduled || this.syncing !== null || this.unsynced.length > 0) {
       await new Promise((r) => setImmediate(r));
     }
     this.closed = true;

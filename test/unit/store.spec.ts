@@ -205,4 +205,22 @@ for (const sync of ['full', 'normal'] as const) describe(`store (sync ${sync})`,
     await unit;
     await s.whenDurable(); // nothing pending: resolves at once
   });
+
+  it('whenDurable resolves with the fsync it waits for, while commits keep coming', async () => {
+    store = new SqliteStore(dir, { sync });
+    const s = store;
+    let durable = false;
+    let commits = 0;
+    void s.run(() => s.addOutbox(msg('first'), 0));
+    await new Promise((r) => setImmediate(r)); // committed; its fsync (with 'full') is under way
+    const waiting = s.whenDurable().then(() => (durable = true));
+    // A steady stream of commits: the waiter must not be pushed back behind each new one.
+    while (!durable && commits < 2_000) {
+      void s.run(() => s.addOutbox(msg(`c${commits}`), 0));
+      commits++;
+      await new Promise((r) => setImmediate(r));
+    }
+    await waiting;
+    expect(commits).to.be.below(2_000);
+  });
 });
