@@ -50,6 +50,7 @@ export class Broker {
   private reconnectTimer: NodeJS.Timeout | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private lingerTimer: NodeJS.Timeout | null = null;
+  private pumpScheduled = false;
   private drainWaiters: (() => void)[] = [];
   private consumerTag: string | null = null;
   private repliesInFlight = new Set<Promise<void>>();
@@ -75,18 +76,23 @@ export class Broker {
     void this.connect();
   }
 
-  /** Publish what is ready, now. */
+  /** Publish what is ready, now (once per turn however often it is asked: a confirm frame acks many). */
   wake(): void {
-    if (!this.pumping) setImmediate(() => this.pump());
+    if (this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      this.pump();
+    });
   }
 
   /**
    * New rows are on disk (or a confirm made room). With nothing awaiting a confirm they
    * go out at once; otherwise they wait until PUBLISH_BATCH are ready, the last confirm
-   * is in, or PUBLISH_LINGER has passed, whichever is first. The broker's cost per message falls steeply
-   * with the number that arrive together (measured here: one at a time ≈240 µs of
-   * broker CPU each, fifty together ≈120 µs), and under load this is what keeps it
-   * from eating the CPU the intake needs; at low load nothing waits.
+   * is in, or PUBLISH_LINGER has passed, whichever is first. The broker's cost per
+   * message falls with the number that arrive together (raw amqplib here: one at a time
+   * ≈240 µs of broker CPU each, fifty together ≈120 µs); under open load this saved
+   * 10–15 % of its CPU per ticket. At low load nothing waits.
    */
   committed(): void {
     if (this.opts.lingerMs <= 0 || this.inflight.size === 0 || this.retry.length > 0 || this.store.readyCount() >= this.opts.batch) return this.wake();
