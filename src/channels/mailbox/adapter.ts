@@ -3,7 +3,7 @@ import type { Config } from '../../config.js';
 import type { AdapterContext, ChannelAdapter, OutboundMessage, SendResult } from '../types.js';
 import { GatewayError } from '../../errors.js';
 import type { ImapIntake } from './imap.js';
-import type { SmtpSender } from './smtp.js';
+import type { SmtpSender, composeMail } from './smtp.js';
 import { mountForm } from './form.js';
 import { lookupCode, newSecret } from './security.js';
 
@@ -15,9 +15,8 @@ export class MailboxAdapter implements ChannelAdapter {
   readonly channel = 'mailbox' as const;
   readonly receiptMode = 'active' as const;
   private imap: ImapIntake | null = null;
-  private smtp: SmtpSender | null = null;
   /** IMAP and SMTP code (imapflow, mailparser, nodemailer) loads only when configured. */
-  private smtpModule: typeof import('./smtp.js') | null = null;
+  private smtp: { sender: SmtpSender; composeMail: typeof composeMail } | null = null;
   private secret: string | null = null;
   private stopping = false;
   private started = false;
@@ -31,8 +30,8 @@ export class MailboxAdapter implements ChannelAdapter {
     const log = ctx.logger;
     this.secret = this.config.MAILBOX_LOOKUP_SECRET ?? (await this.storedSecret(ctx));
     if (this.config.SMTP_URL) {
-      this.smtpModule = await import('./smtp.js');
-      this.smtp = new this.smtpModule.SmtpSender(this.config.SMTP_URL);
+      const { SmtpSender, composeMail } = await import('./smtp.js');
+      this.smtp = { sender: new SmtpSender(this.config.SMTP_URL), composeMail };
     }
 
     if (this.config.MAILBOX_FORM) {
@@ -84,18 +83,18 @@ export class MailboxAdapter implements ChannelAdapter {
         ? this.lookupFooter(msg.ticketNumber, lookupCode(this.secret, msg.ticketId))
         : null;
     const from = { name: this.config.MAILBOX_FROM_NAME, address: this.config.MAILBOX_ADDRESS ?? '' };
-    if (!this.smtp || !this.smtpModule) {
+    if (!this.smtp) {
       // A web-form letter: the submission page was the receipt, and answers are read on the status page.
       if (msg.source.via === 'web') return { via: 'web', upstreamId: null };
       throw new GatewayError('CHANNEL_OFF', 'SMTP_URL is not set: mail cannot be sent', { transient: false });
     }
-    const mail = this.smtpModule.composeMail(msg, from, footer);
+    const mail = this.smtp.composeMail(msg, from, footer);
     if (!mail) {
       // A web-form letter with no e-mail address answers on its status page.
       if (msg.source.via === 'web') return { via: 'web', upstreamId: null };
       throw new GatewayError('SEND_PERMANENT', 'the citizen left no e-mail address', { transient: false, detail: { ticketId: msg.ticketId } });
     }
-    return this.smtp.send(mail);
+    return this.smtp.sender.send(mail);
   }
 
   private lookupFooter(number: string, code: string): string {
@@ -116,7 +115,7 @@ export class MailboxAdapter implements ChannelAdapter {
     this.stopPromise ??= (async () => {
       this.stopping = true;
       await this.imap?.stop();
-      this.smtp?.close();
+      this.smtp?.sender.close();
     })();
     return this.stopPromise;
   }

@@ -5,6 +5,7 @@ import type { Inbound, InboundAttachment } from '../types.js';
 
 export const CHANNEL = 'mailbox' as const;
 
+/** Internationalised addresses (张三@例子.中国) are valid senders too (RFC 6531). */
 export const Email = () => z.email({ pattern: z.regexes.unicodeEmail, message: 'expected an e-mail address' });
 
 const optionalTrimmed = (max: number) =>

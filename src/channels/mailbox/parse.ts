@@ -271,7 +271,6 @@ export function stripQuoted(text: string): string {
 // Mail → Inbound
 
 const MessageIdish = z.string().trim().min(3).max(998);
-/** Internationalised addresses (张三@例子.中国) are valid senders too (RFC 6531). */
 
 const MailFacts = z.object({
   messageId: MessageIdish.nullable(),
