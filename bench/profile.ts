@@ -2,7 +2,7 @@ import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createVhost } from '../test/support/rabbit.js';
 import { spawnGateway, tempDir, TEST_API_KEY } from '../test/support/gateway.js';
-import { brokerPid, brokerReady, cpuMs, fmt, httpLoad } from './lib.js';
+import { brokerPid, brokerReady, cpuMeter, fmt, httpLoad } from './lib.js';
 import { ticketBody } from './bodies.js';
 import { benchSms } from './sms.js';
 
@@ -15,7 +15,6 @@ import { benchSms } from './sms.js';
 interface Node {
   id: number;
   callFrame: { functionName: string; url: string; lineNumber: number };
-  hitCount?: number;
 }
 
 function area(url: string): string {
@@ -28,7 +27,6 @@ function area(url: string): string {
 }
 
 const broker = brokerPid();
-const brokerMs = () => (broker ? cpuMs(broker) : NaN);
 
 const args = process.argv.slice(2);
 const channel = args.find((a) => a === 'sms' || a === 'app') ?? 'app';
@@ -38,19 +36,17 @@ rmSync(profDir, { recursive: true, force: true });
 const nodeArgs = ['--cpu-prof', `--cpu-prof-dir=${profDir}`];
 
 if (channel === 'sms') {
-  let cpu0 = 0;
-  let cpu = 0;
-  let b0 = 0;
-  let b = 0;
+  let meter: ReturnType<typeof cpuMeter> | null = null;
+  let cpu: Record<string, number> = {};
   const r = await benchSms({
     total: N,
     nodeArgs,
     onMeasure: (phase, pid) => {
-      if (phase === 'start') [cpu0, b0] = [cpuMs(pid), brokerMs()];
-      else [cpu, b] = [cpuMs(pid) - cpu0, brokerMs() - b0];
+      if (phase === 'start') meter = cpuMeter({ gateway: pid, broker });
+      else cpu = meter!.stop(N);
     },
   });
-  console.log(`${fmt(r.messagesPerSecond)} SMS/s to confirmed tickets; CPU per message: gateway ${fmt((cpu * 1000) / N)} µs, broker ${fmt((b * 1000) / N)} µs`);
+  console.log(`${fmt(r.messagesPerSecond)} SMS/s to confirmed tickets; CPU per message: gateway ${fmt(cpu.gateway!)} µs, broker ${fmt(cpu.broker!)} µs`);
 } else {
   const vhost = await createVhost('profile');
   const dataDir = tempDir('profile-');
@@ -63,12 +59,11 @@ if (channel === 'sms') {
     const url = `${proc.baseUrl}/api/v1/tickets`;
     const headers = { 'content-type': 'application/json', authorization: `Bearer ${TEST_API_KEY}` };
     await httpLoad({ url, headers, body: (i) => ticketBody(i, 'warm'), total: 2000, concurrency: 64 });
-    const [cpu0, b0, self0] = [cpuMs(proc.child.pid!), brokerMs(), cpuMs(process.pid)];
+    const meter = cpuMeter({ gateway: proc.child.pid!, broker, client: process.pid });
     const r = await httpLoad({ url, headers, body: (i) => ticketBody(i, 'prof'), total: N, concurrency: 64 });
     await new Promise((res) => setTimeout(res, 1000));
-    const [cpu, b, self] = [cpuMs(proc.child.pid!) - cpu0, brokerMs() - b0, cpuMs(process.pid) - self0];
-    const per = (ms: number) => fmt((ms * 1000) / N);
-    console.log(`${fmt(r.perSecond)} tickets/s accepted (${r.failed} failed); CPU per ticket: gateway ${per(cpu)} µs, broker ${per(b)} µs, load generator ${per(self)} µs`);
+    const cpu = meter.stop(N);
+    console.log(`${fmt(r.perSecond)} tickets/s accepted (${r.failed} failed); CPU per ticket: gateway ${fmt(cpu.gateway!)} µs, broker ${fmt(cpu.broker!)} µs, load generator ${fmt(cpu.client!)} µs`);
   } finally {
     proc.kill('SIGTERM');
     await proc.exited;
