@@ -74,6 +74,8 @@ const coreConfig = {
   REPEAT_WINDOW: duration(),
   /** Outgoing replies and receipts: attempts before `reply.failed`. */
   SEND_MAX_ATTEMPTS: positiveInt(),
+  /** Replies one ticket takes at most (then 429): bounds what one key can make the gateway send to one citizen. */
+  REPLY_MAX_PER_TICKET: positiveInt(),
   /** Largest attachment kept, bytes. */
   ATTACHMENT_MAX_BYTES: positiveInt(),
   /** Time the shutdown path gives in-flight work before it closes anyway. */

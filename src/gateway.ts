@@ -10,7 +10,11 @@ import { describeConfig, projectRoot } from './config.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Channel, ChannelAdapter } from './channels/types.js';
 import { buildAdapters } from './channels/index.js';
-import { SqliteStore } from './store/sqlite.js';
+import { SqliteStore } from './store/sqlite/index.js';
+import type { Store } from './store/types.js';
+import { deadlineFired } from './lifecycle.js';
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { AttachmentStore } from './store/attachments.js';
 import { IntakeService } from './intake.js';
 import { Broker, redact } from './publish/broker.js';
@@ -32,6 +36,8 @@ export interface GatewayOptions {
   logger?: Logger;
   /** Replace the adapters built from configuration (tests, benchmarks). */
   adapters?: ChannelAdapter[];
+  /** A store opened by the caller (PostgreSQL); the embedded SQLite store in DATA_DIR otherwise. */
+  store?: Store;
 }
 
 const ReplyMessage = ReplyRequest.extend({ ticketId: z.string().min(1) });
@@ -42,7 +48,9 @@ const ReplyMessage = ReplyRequest.extend({ ticketId: z.string().min(1) });
  * stop taking input, finish what was taken, wait for broker confirms, close.
  */
 export class Gateway {
-  readonly store: SqliteStore;
+  readonly store: Store;
+  /** This process among the instances sharing a store: owner of the rows it claims and the leases it holds. */
+  readonly instanceId: string;
   readonly attachments: AttachmentStore;
   readonly intake: IntakeService;
   readonly broker: Broker;
@@ -69,7 +77,8 @@ export class Gateway {
     this.clock = opts.clock ?? systemClock;
     this.logger = opts.logger ?? createLogger(config.LOG_LEVEL);
     this.metrics = createMetrics();
-    this.store = new SqliteStore(config.DATA_DIR, { sync: config.STORE_SYNC });
+    this.instanceId = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+    this.store = opts.store ?? new SqliteStore(config.DATA_DIR, { sync: config.STORE_SYNC }, this.clock);
     this.attachments = new AttachmentStore(config.DATA_DIR, config.ATTACHMENT_MAX_BYTES);
     const rules = loadRules(config.RULES_FILE ?? join(projectRoot(), 'config', 'rules.json'));
     this.intake = new IntakeService(this.store, this.attachments, config, rules, this.clock, this.logger, this.metrics);
@@ -89,9 +98,10 @@ export class Gateway {
       this.metrics,
     );
     this.store.onOutbox = () => this.broker.committed();
-    this.deadlines = new DeadlineScheduler(this.store, this.clock, this.logger, this.metrics);
+    this.deadlines = new DeadlineScheduler(this.store, deadlineFired, this.clock, this.logger, this.metrics);
     this.outbound = new OutboundDispatcher(
       this.store,
+      this.instanceId,
       this.adapterMap,
       config,
       this.clock,
@@ -116,14 +126,14 @@ export class Gateway {
     app.get('/healthz', (_req, res) => {
       res.json({ status: 'alive' });
     });
-    app.get('/readyz', (_req, res) => {
-      const r = this.readiness();
+    app.get('/readyz', async (_req, res) => {
+      const r = await this.readiness();
       res.status(r.ready ? 200 : 503).json(r);
     });
     if (this.config.METRICS) {
       app.get('/metrics', async (_req, res) => {
         this.metrics.outboxDepth.set(this.store.outboxDepth());
-        this.metrics.openDeadlines.set(this.store.openDeadlines());
+        this.metrics.openDeadlines.set(await this.store.openDeadlines().catch(() => Number.NaN));
         res.setHeader('Content-Type', this.metrics.registry.contentType);
         res.send(await this.metrics.registry.metrics());
       });
@@ -135,10 +145,10 @@ export class Gateway {
     return app;
   }
 
-  readiness(): { ready: boolean; reasons: string[]; store: string; broker: 'up' | 'down'; backlog: number; channels: Record<string, unknown> } {
+  async readiness(): Promise<{ ready: boolean; reasons: string[]; store: string; storeKind: string; broker: 'up' | 'down'; backlog: number; channels: Record<string, unknown> }> {
     const reasons: string[] = [];
     if (this.closing) reasons.push('shutting down');
-    const storeErr = this.store.isClosed ? new GatewayError('STORE_CLOSED', 'store is closed') : this.store.probeWrite(this.clock.now());
+    const storeErr = this.store.isClosed ? new GatewayError('STORE_CLOSED', 'store is closed') : await this.store.probe();
     if (storeErr) reasons.push(`store unusable: ${storeErr.message}`);
     const channels: Record<string, unknown> = {};
     for (const a of this.adapters) channels[a.channel] = a.status?.() ?? { on: true };
@@ -146,6 +156,7 @@ export class Gateway {
       ready: reasons.length === 0,
       reasons,
       store: storeErr ? 'unusable' : 'ok',
+      storeKind: this.store.kind,
       broker: this.broker.state,
       backlog: this.store.isClosed ? 0 : this.store.outboxDepth(),
       channels,
@@ -169,7 +180,10 @@ export class Gateway {
     }
     const { ticketId, replyId, text } = parsed.data;
     try {
-      await this.intake.addReply(ticketId, replyId, text);
+      const r = await this.intake.addReply(ticketId, replyId, text);
+      if (r === 'full') {
+        await this.rejectReply(ticketId, replyId, { code: 'RATE_LIMITED', message: `ticket ${ticketId} already holds ${this.config.REPLY_MAX_PER_TICKET} replies` });
+      }
     } catch (err) {
       if (err instanceof GatewayError && err.code === 'NOT_FOUND') {
         await this.rejectReply(ticketId, replyId, { code: 'NOT_FOUND', message: `no ticket ${ticketId}` });
@@ -181,9 +195,7 @@ export class Gateway {
 
   private async rejectReply(ticketId: string | null, replyId: string, error: { code: string; message: string }): Promise<void> {
     this.logger.warn({ ticketId, replyId, ...error }, 'reply from tickets.replies refused');
-    await this.store.run(() =>
-      this.store.addOutbox({ ...replyFailed(null, 'app', { ticketId, replyId, error }), routingKey: 'reply.failed.unknown' }, this.clock.now()),
-    );
+    await this.store.append({ outbox: [{ ...replyFailed(null, 'app', { ticketId, replyId, error }), routingKey: 'reply.failed.unknown' }] });
   }
 
   get port(): number {

@@ -94,9 +94,9 @@ export interface Intake {
   /** Lookup by id, for adapters that answer in-band. */
   getTicket(id: string): Promise<Ticket | null>;
   /** Lookup by the human ticket number (status pages, Open311). */
-  getTicketByNumber(number: string): Ticket | null;
+  getTicketByNumber(number: string): Promise<Ticket | null>;
   /** Delivery state and replies of a ticket, as `GET /api/v1/tickets/:id/status` shows it. */
-  ticketStatus(id: string): TicketStatus | null;
+  ticketStatus(id: string): Promise<TicketStatus | null>;
   /** True while the outbox is deeper than the configured high-water mark: pause reading upstream. */
   backlogHigh(): boolean;
 }

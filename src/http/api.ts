@@ -37,18 +37,19 @@ export function apiRouter(deps: {
 
   r.get('/tickets/:id/status', auth, async (req, res) => {
     const t = await ticketOr404(String(req.params.id));
-    res.json(deps.intake.ticketStatus(t.id));
+    res.json(await deps.intake.ticketStatus(t.id));
   });
 
   r.get('/tickets/:id/replies', auth, async (req, res) => {
     const t = await ticketOr404(String(req.params.id));
-    res.json(deps.intake.ticketStatus(t.id)!.replies);
+    res.json((await deps.intake.ticketStatus(t.id))!.replies);
   });
 
   r.post('/tickets/:id/replies', auth, ...jsonBody(deps.jsonLimit), async (req, res) => {
     const t = await ticketOr404(String(req.params.id));
     const body = ReplyRequest.parse(req.body);
     const result = await deps.intake.addReply(t.id, body.replyId, body.text);
+    if (result === 'full') throw new GatewayError('RATE_LIMITED', 'this ticket takes no more replies');
     res.status(result === 'created' ? 202 : 200).json({ ticketId: t.id, replyId: body.replyId, status: result === 'created' ? 'queued' : 'already-received' });
   });
 

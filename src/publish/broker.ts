@@ -1,7 +1,7 @@
 import amqp from 'amqplib';
 import type { ChannelModel, ConfirmChannel, Channel as AmqpChannel, ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
-import type { SqliteStore, OutboxMessage } from '../store/sqlite.js';
+import type { OutboxMessage, Store } from '../store/types.js';
 import type { Metrics } from '../metrics.js';
 import { EXCHANGE, QUEUES, declareTopology } from './topology.js';
 import { errorMessage } from '../errors.js';
@@ -36,7 +36,6 @@ export class Broker {
   private conn: ChannelModel | null = null;
   private pub: ConfirmChannel | null = null;
   private consumer: AmqpChannel | null = null;
-  private cursor = 0;
   private inflight = new Map<number, InFlight>();
   private retry: OutboxMessage[] = [];
   private returned = new Set<string>();
@@ -51,6 +50,7 @@ export class Broker {
   private retryTimer: NodeJS.Timeout | null = null;
   private lingerTimer: NodeJS.Timeout | null = null;
   private pumpScheduled = false;
+  private pumpAgain = false;
   private drainWaiters: (() => void)[] = [];
   private consumerTag: string | null = null;
   private repliesInFlight = new Set<Promise<void>>();
@@ -58,7 +58,7 @@ export class Broker {
   connectedAt: number | null = null;
 
   constructor(
-    private readonly store: SqliteStore,
+    private readonly store: Store,
     private readonly opts: BrokerOptions,
     private readonly logger: Logger,
     private readonly metrics: Metrics,
@@ -78,6 +78,10 @@ export class Broker {
 
   /** Publish what is ready, now (once per turn however often it is asked: a confirm frame acks many). */
   wake(): void {
+    if (this.pumping) {
+      this.pumpAgain = true;
+      return;
+    }
     if (this.pumpScheduled) return;
     this.pumpScheduled = true;
     setImmediate(() => {
@@ -147,8 +151,8 @@ export class Broker {
       this.metrics.brokerUp.set(1);
       this.logger.info({ url: redact(this.opts.url) }, 'broker connected');
       if (this.opts.onReply) await this.startConsumer(conn);
-      this.cursor = 0;
-      this.store.resetRelay();
+      // Everything taken before and not confirmed is published again on the new link.
+      await this.store.releaseOutbox();
       this.wake();
     } catch (err) {
       this.lastError = errorMessage(err);
@@ -225,31 +229,46 @@ export class Broker {
       clearTimeout(this.lingerTimer);
       this.lingerTimer = null;
     }
-    try {
-      while (this.pub && !this.blocked && !this.stopped && this.inflight.size < this.opts.window) {
-        const room = this.opts.window - this.inflight.size;
-        const rows = this.retry.length ? this.retry.splice(0, room) : this.store.readOutbox(this.cursor, Math.min(room, 500));
-        if (rows.length === 0) break;
-        let full = false;
-        for (const row of rows) {
-          if (row.seq > this.cursor) this.cursor = row.seq;
-          if (this.inflight.has(row.seq)) continue;
-          if (!this.publishRow(row)) {
-            full = true;
-            break;
-          }
+    void this.pumpRows()
+      .catch((err: unknown) => {
+        this.logger.error({ err: errorMessage(err) }, 'outbox relay failed; retrying');
+        setTimeout(() => this.wake(), 1000).unref();
+      })
+      .finally(() => {
+        this.pumping = false;
+        this.metrics.outboxDepth.set(this.store.outboxDepth());
+        // Asked while this pump ran (a commit, a confirm): go again.
+        if (this.pumpAgain) {
+          this.pumpAgain = false;
+          this.wake();
         }
-        if (full) {
-          this.drainWaiters.push(() => this.wake());
+      });
+  }
+
+  private async pumpRows(): Promise<void> {
+    while (this.pub && !this.blocked && !this.stopped && this.inflight.size < this.opts.window) {
+      const room = this.opts.window - this.inflight.size;
+      const rows = this.retry.length ? this.retry.splice(0, room) : await this.store.takeOutbox(Math.min(room, 500));
+      if (rows.length === 0) break;
+      if (!this.pub) {
+        // The link went while the rows were read: they are taken again after reconnecting.
+        break;
+      }
+      let full = false;
+      for (let i = 0; i < rows.length; i++) {
+        const row = rows[i]!;
+        if (this.inflight.has(row.seq)) continue;
+        if (!this.publishRow(row)) {
+          // Socket buffer full: what was read and not written waits with the retries.
+          this.retry.push(...rows.slice(i + 1));
+          full = true;
           break;
         }
       }
-    } catch (err) {
-      this.logger.error({ err: errorMessage(err) }, 'outbox relay failed; retrying');
-      setTimeout(() => this.wake(), 1000).unref();
-    } finally {
-      this.pumping = false;
-      this.metrics.outboxDepth.set(this.store.outboxDepth());
+      if (full) {
+        this.drainWaiters.push(() => this.wake());
+        break;
+      }
     }
   }
 
@@ -315,7 +334,7 @@ export class Broker {
     this.confirmedSeqs = [];
     if (seqs.length === 0 || this.store.isClosed) return;
     // With the next group commit: no transaction (and no fsync) of its own.
-    this.store.run(() => this.store.deleteOutbox(seqs)).catch((err: unknown) => {
+    this.store.confirmOutbox(seqs).catch((err: unknown) => {
       // Not fatal: the rows are published again later (at-least-once).
       this.logger.warn({ err: errorMessage(err) }, 'could not clear confirmed outbox rows');
     });
@@ -326,7 +345,7 @@ export class Broker {
   /** Resolves when nothing is waiting for a confirm (or after `ms`). */
   async drain(ms: number): Promise<void> {
     const deadline = Date.now() + ms;
-    while (Date.now() < deadline && this.pub && (this.inflight.size > 0 || this.store.hasOutboxAfter(this.cursor) || this.retry.length > 0)) {
+    while (Date.now() < deadline && this.pub && (this.inflight.size > 0 || this.retry.length > 0 || (await this.store.hasUntaken()))) {
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, 50);
         this.idleWaiters.push(() => {

@@ -1,5 +1,5 @@
 import { stableId, type Channel, type Ticket } from '../ticket.js';
-import type { OutboxInsert } from '../store/sqlite.js';
+import type { OutboxInsert } from '../store/types.js';
 
 /**
  * What goes on the wire, built in one place so every publisher agrees with the

@@ -212,6 +212,8 @@ export interface Store {
   // ---- tickets ----------------------------------------------------------
   getTicket(id: string): Promise<TicketRecord | null>;
   getTicketByNumber(number: string): Promise<TicketRecord | null>;
+  /** Tickets received at or after `since`, oldest first, at most `limit` (operations: replay, look-ups). */
+  listTickets(q: { since: number; channel?: Channel; limit: number }): Promise<TicketRecord[]>;
   /**
    * Reads the ticket and applies `change(record, now)` to it in one unit (the
    * row is locked where the backend can). Null when there is no such ticket;

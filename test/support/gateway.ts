@@ -7,6 +7,7 @@ import { loadConfig, projectRoot, type ConfigInput } from '../../src/config.js';
 import { Gateway, type GatewayOptions } from '../../src/gateway.js';
 import { Collector, createVhost, portOpen, type Vhost } from './rabbit.js';
 import { QUEUES } from '../../src/publish/topology.js';
+import { SqliteStore } from '../../src/store/sqlite/index.js';
 
 export const TEST_API_KEY = 'test-key-0123456789';
 
@@ -187,4 +188,10 @@ export async function spawnGateway(env: Record<string, string>, opts: { compiled
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     },
   };
+}
+
+/** The SQLite file under a gateway, for faults only (a read-only store): tests read data through the Store interface. */
+export function sqliteDb(g: Gateway) {
+  if (!(g.store instanceof SqliteStore)) throw new Error('this test needs the SQLite store');
+  return g.store.journal.db;
 }
