@@ -15,6 +15,7 @@ import { IntakeService } from './intake.js';
 import { Broker, redact } from './publish/broker.js';
 import { replyFailed } from './publish/messages.js';
 import { ReplyMessage } from './publish/schemas.js';
+import { asyncapiDocument } from './publish/asyncapi.js';
 import { DeadlineScheduler } from './deadlines/scheduler.js';
 import { OutboundDispatcher } from './outbound.js';
 import { createMetrics, type Metrics } from './metrics.js';
@@ -129,6 +130,9 @@ export class Gateway {
     app.get('/schema/ticket.v1.json', (_req, res) => {
       res.setHeader('Content-Type', 'application/schema+json');
       res.send(JSON.stringify(ticketJsonSchema(), null, 2));
+    });
+    app.get('/asyncapi.json', (_req, res) => {
+      res.json(asyncapiDocument());
     });
     return app;
   }
