@@ -4,7 +4,6 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { ConsumeMessage } from 'amqplib';
-import { z } from 'zod';
 import type { Config } from './config.js';
 import { describeConfig, projectRoot } from './config.js';
 import { systemClock, type Clock } from './clock.js';
@@ -19,11 +18,13 @@ import { AttachmentStore } from './store/attachments.js';
 import { IntakeService } from './intake.js';
 import { Broker, redact } from './publish/broker.js';
 import { replyFailed } from './publish/messages.js';
+import { ReplyMessage } from './publish/schemas.js';
+import { asyncapiDocument } from './publish/asyncapi.js';
 import { DeadlineScheduler } from './deadlines/scheduler.js';
 import { OutboundDispatcher } from './outbound.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { loadRules } from './normalize/rules.js';
-import { apiRouter, ReplyRequest } from './http/api.js';
+import { apiRouter } from './http/api.js';
 import { keyLookup } from './http/auth.js';
 import { errorHandler, sendError } from './http/errors.js';
 import { FastRoutes } from './http/fast.js';
@@ -39,8 +40,6 @@ export interface GatewayOptions {
   /** A store opened by the caller (PostgreSQL); the embedded SQLite store in DATA_DIR otherwise. */
   store?: Store;
 }
-
-const ReplyMessage = ReplyRequest.extend({ ticketId: z.string().min(1) });
 
 /**
  * Wiring and the one shutdown path. Everything with a lifetime is started in
@@ -141,6 +140,9 @@ export class Gateway {
     app.get('/schema/ticket.v1.json', (_req, res) => {
       res.setHeader('Content-Type', 'application/schema+json');
       res.send(JSON.stringify(ticketJsonSchema(), null, 2));
+    });
+    app.get('/asyncapi.json', (_req, res) => {
+      res.json(asyncapiDocument());
     });
     return app;
   }

@@ -1,16 +1,25 @@
 import { stableId, type Channel, type Ticket } from '../ticket.js';
 import type { OutboxInsert } from '../store/types.js';
+import type { DeadlineEvent, IntakeRejected, MessageHeaders, RejectedHeaders, ReplyFailed, TicketAcknowledged, TicketFollowup, TicketResponded } from './schemas.js';
 
 /**
  * What goes on the wire, built in one place so every publisher agrees with the
  * contract (section 3): routing keys, message ids, `type`, headers.
  */
 
-export type TicketEvent = 'acknowledged' | 'deadline.warning' | 'deadline.breached' | 'responded' | 'followup';
+/** Each event's body, as published in /asyncapi.json (src/publish/schemas.ts). */
+export interface TicketEventBodies {
+  acknowledged: TicketAcknowledged;
+  'deadline.warning': DeadlineEvent;
+  'deadline.breached': DeadlineEvent;
+  responded: TicketResponded;
+  followup: TicketFollowup;
+}
+export type TicketEvent = keyof TicketEventBodies;
 
 type TicketFacts = Pick<Ticket, 'id' | 'channel' | 'category' | 'language' | 'emergency'>;
 
-function headers(t: TicketFacts): Record<string, unknown> {
+function headers(t: TicketFacts): MessageHeaders {
   return {
     channel: t.channel,
     category: t.category,
@@ -34,7 +43,7 @@ export function ticketCreated(ticket: Ticket): OutboxInsert {
  * `idParts` make the event id stable: a republished event keeps its id so
  * consumers can dedupe it like tickets.
  */
-export function ticketEvent(event: TicketEvent, ticket: TicketFacts, body: Record<string, unknown>, ...idParts: string[]): OutboxInsert {
+export function ticketEvent<E extends TicketEvent>(event: E, ticket: TicketFacts, body: TicketEventBodies[E], ...idParts: string[]): OutboxInsert {
   const [first, second] = event.split('.') as [string, string | undefined];
   const type = `ticket.${first}`;
   return {
@@ -46,22 +55,25 @@ export function ticketEvent(event: TicketEvent, ticket: TicketFacts, body: Recor
   };
 }
 
-export function intakeRejected(channel: Channel, body: { reason: string; detail: string; receivedAt: string; raw: string; rawEncoding: 'utf8' | 'base64' }, id: string): OutboxInsert {
+export function intakeRejected(channel: Channel, body: Omit<IntakeRejected, 'channel'>, id: string): OutboxInsert {
+  const h: RejectedHeaders = { channel, category: 'unknown', language: 'und', emergency: false, schemaVersion: 1, reason: body.reason };
+  const b: IntakeRejected = { channel, ...body };
   return {
     routingKey: `intake.rejected.${channel}`,
     messageId: id,
     type: 'intake.rejected',
-    headers: { channel, category: 'unknown', language: 'und', emergency: false, schemaVersion: 1, reason: body.reason },
-    body: { channel, ...body },
+    headers: h,
+    body: b,
   };
 }
 
-export function replyFailed(ticket: TicketFacts | null, channel: Channel, body: { ticketId: string | null; replyId: string; error: unknown }): OutboxInsert {
+export function replyFailed(ticket: TicketFacts | null, channel: Channel, body: ReplyFailed): OutboxInsert {
+  const none: MessageHeaders = { channel, category: 'unknown', language: 'und', emergency: false, schemaVersion: 1 };
   return {
     routingKey: `reply.failed.${channel}`,
     messageId: stableId('reply-failed', body.replyId),
     type: 'reply.failed',
-    headers: ticket ? headers(ticket) : { channel, category: 'unknown', language: 'und', emergency: false, schemaVersion: 1 },
+    headers: ticket ? headers(ticket) : none,
     body,
   };
 }
