@@ -12,6 +12,8 @@ import { buildAdapters } from './channels/index.js';
 import { SqliteStore } from './store/sqlite/index.js';
 import type { Store } from './store/types.js';
 import { deadlineFired } from './lifecycle.js';
+import { StoreLease } from './leases.js';
+import type { ChannelLease } from './channels/types.js';
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { AttachmentStore } from './store/attachments.js';
@@ -31,6 +33,13 @@ import { FastRoutes } from './http/fast.js';
 import { ticketJsonSchema } from './ticket.js';
 import { createLogger } from './log.js';
 import { GatewayError, errorMessage } from './errors.js';
+
+/**
+ * Exclusive work (IMAP, Telegram polling) moves to another instance within this
+ * plus one retry period (a third of it) after its holder dies: under the 30 s the
+ * contract allows.
+ */
+const LEASE_TTL = 15_000;
 
 export interface GatewayOptions {
   clock?: Clock;
@@ -200,6 +209,18 @@ export class Gateway {
     await this.store.append({ outbox: [{ ...replyFailed(null, 'app', { ticketId, replyId, error }), routingKey: 'reply.failed.unknown' }] });
   }
 
+  private readonly leases = new Map<string, ChannelLease>();
+
+  /** One lease object per name for this instance (the adapter asks for it by name again on stop). */
+  private lease(name: string, logger: Logger): ChannelLease {
+    let l = this.leases.get(name);
+    if (!l) {
+      l = new StoreLease(this.store, name, this.instanceId, LEASE_TTL, logger);
+      this.leases.set(name, l);
+    }
+    return l;
+  }
+
   get port(): number {
     return (this.server?.address() as AddressInfo | null)?.port ?? 0;
   }
@@ -214,7 +235,8 @@ export class Gateway {
     const router = express.Router();
     this.app.use(router);
     for (const a of this.adapters) {
-      await a.start({ intake: this.intake, config: this.config, logger: this.logger.child({ channel: a.channel }), clock: this.clock, http: router, fast: this.fast });
+      const log = this.logger.child({ channel: a.channel });
+      await a.start({ intake: this.intake, config: this.config, logger: log, clock: this.clock, http: router, fast: this.fast, lease: (name) => this.lease(name, log) });
       this.logger.info({ channel: a.channel, receipts: a.receiptMode }, 'channel on');
     }
     this.app.use(

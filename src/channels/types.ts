@@ -160,8 +160,24 @@ export interface SendResult {
   upstreamId: string | null;
 }
 
+/**
+ * Work only one instance of the gateway may do at a time (reading IMAP, Telegram
+ * long polling), when several share one store.
+ */
+export interface ChannelLease {
+  readonly name: string;
+  readonly held: boolean;
+  /** Resolves true once this instance holds the lease (retrying while another does), false if cancelled first. */
+  acquire(cancelled: () => boolean): Promise<boolean>;
+  /** Called when the lease is lost: stop the work at once; call acquire() again to resume. */
+  onLost(fn: () => void): void;
+  release(): Promise<void>;
+}
+
 export interface AdapterContext {
   intake: Intake;
+  /** A lease by name (one per kind of exclusive work), held by this instance once acquired. */
+  lease(name: string): ChannelLease;
   config: Config;
   logger: Logger;
   clock: Clock;
