@@ -56,10 +56,14 @@ export function intakeRejected(channel: Channel, body: { reason: string; detail:
   };
 }
 
-export function replyFailed(ticket: TicketFacts | null, channel: Channel, body: { ticketId: string | null; replyId: string; error: unknown }): OutboxInsert {
+/**
+ * `channel` 'unknown' when the reply names no ticket the gateway knows (or could not be
+ * read at all). The id includes the ticket: a replyId is unique within its ticket only.
+ */
+export function replyFailed(ticket: TicketFacts | null, channel: Channel | 'unknown', body: { ticketId: string | null; replyId: string; error: unknown }): OutboxInsert {
   return {
     routingKey: `reply.failed.${channel}`,
-    messageId: stableId('reply-failed', body.replyId),
+    messageId: body.ticketId ? stableId('reply-failed', body.ticketId, body.replyId) : stableId('reply-failed', body.replyId),
     type: 'reply.failed',
     headers: ticket ? headers(ticket) : { channel, category: 'unknown', language: 'und', emergency: false, schemaVersion: 1 },
     body,
