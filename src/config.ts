@@ -10,6 +10,25 @@ import { wechatConfig } from './channels/wechat/config.js';
 import { weiboConfig } from './channels/weibo/config.js';
 import { telegramConfig } from './channels/telegram/config.js';
 
+/** `name:key,name:key` → Map key → client name. A name may have several keys (rotation). */
+function apiKeys() {
+  return z
+    .string()
+    .default('')
+    .transform((v, ctx) => {
+      const keys = new Map<string, string>();
+      for (const pair of v.split(',').map((p) => p.trim()).filter(Boolean)) {
+        const i = pair.indexOf(':');
+        if (i <= 0 || i === pair.length - 1) {
+          ctx.addIssue({ code: 'custom', message: 'expected comma-separated name:key pairs' });
+          return z.NEVER;
+        }
+        keys.set(pair.slice(i + 1), pair.slice(0, i));
+      }
+      return keys; // key → client name
+    });
+}
+
 /**
  * Configuration has one name per setting, the same in `config/default.json`, in the
  * file named by GATEWAY_CONFIG and in the environment (later wins). It is parsed
@@ -34,24 +53,14 @@ const coreConfig = {
       return false;
     }
   }, 'expected an IANA time zone such as Asia/Shanghai'),
-  /** `name:key,name:key` for the app API and Open311. */
-  APP_API_KEYS: z
-    .string()
-    .default('')
-    .transform((v, ctx) => {
-      const keys = new Map<string, string>();
-      for (const pair of v.split(',').map((p) => p.trim()).filter(Boolean)) {
-        const i = pair.indexOf(':');
-        if (i <= 0 || i === pair.length - 1) {
-          ctx.addIssue({ code: 'custom', message: 'expected comma-separated name:key pairs' });
-          return z.NEVER;
-        }
-        keys.set(pair.slice(i + 1), pair.slice(0, i));
-      }
-      return keys; // key → client name
-    }),
-  /** Requests per second per API key. */
+  /** `name:key,name:key`: intake clients (the app, Open311 clients) — create tickets, read their own. */
+  APP_API_KEYS: apiKeys(),
+  /** `name:key,name:key`: downstream systems (case handling, operators) — read any ticket, post replies. */
+  DOWNSTREAM_API_KEYS: apiKeys(),
+  /** Requests per second per API key, on every authenticated route. */
   APP_RATE_LIMIT: positiveInt(),
+  /** Replies one ticket takes at most; more answer 429 (HTTP) or `reply.failed` (queue). */
+  REPLY_MAX_PER_TICKET: positiveInt(),
   HTTP_BODY_LIMIT: positiveInt(),
   HTTP_JSON_LIMIT: positiveInt(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
@@ -91,14 +100,29 @@ const coreConfig = {
   METRICS: boolean(),
 };
 
-export const ConfigSchema = z.object({
-  ...coreConfig,
-  ...smsConfig,
-  ...mailboxConfig,
-  ...wechatConfig,
-  ...weiboConfig,
-  ...telegramConfig,
-});
+export const ConfigSchema = z
+  .object({
+    ...coreConfig,
+    ...smsConfig,
+    ...mailboxConfig,
+    ...wechatConfig,
+    ...weiboConfig,
+    ...telegramConfig,
+  })
+  .superRefine((c, ctx) => {
+    // A key identifies one client in one role. A key in both lists would get whichever role
+    // was looked up first; a name in both would let a downstream system and an intake client
+    // share a rate bucket and, worse, the ownership of tickets (tickets record the creating
+    // client's name). Either is a configuration mistake, so start-up stops.
+    const appNames = new Set(c.APP_API_KEYS.values());
+    for (const [key, name] of c.DOWNSTREAM_API_KEYS) {
+      if (c.APP_API_KEYS.has(key)) {
+        ctx.addIssue({ code: 'custom', path: ['DOWNSTREAM_API_KEYS'], message: `the key of ${name} is also in APP_API_KEYS; a key has one role` });
+      } else if (appNames.has(name)) {
+        ctx.addIssue({ code: 'custom', path: ['DOWNSTREAM_API_KEYS'], message: `client name ${name} is also in APP_API_KEYS; a client has one role` });
+      }
+    }
+  });
 export type Config = z.infer<typeof ConfigSchema>;
 export type ConfigInput = Partial<Record<keyof z.input<typeof ConfigSchema>, unknown>>;
 

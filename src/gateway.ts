@@ -21,10 +21,10 @@ import { OutboundDispatcher } from './outbound.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { loadRules } from './normalize/rules.js';
 import { apiRouter } from './http/api.js';
-import { keyLookup } from './http/auth.js';
+import { ApiAccess } from './http/auth.js';
 import { errorHandler, sendError } from './http/errors.js';
 import { FastRoutes } from './http/fast.js';
-import { ticketJsonSchema } from './ticket.js';
+import { ticketJsonSchema, type Ticket } from './ticket.js';
 import { createLogger } from './log.js';
 import { GatewayError, errorMessage } from './errors.js';
 
@@ -155,15 +155,17 @@ export class Gateway {
   }
 
   private async onReplyMessage(msg: ConsumeMessage): Promise<void> {
+    const fallbackId = msg.properties.messageId ?? 'unknown';
     let body: unknown;
     try {
       body = JSON.parse(msg.content.toString('utf8'));
     } catch {
-      body = null;
+      await this.rejectReply(null, fallbackId, { code: 'INPUT_INVALID', message: 'body is not valid JSON' });
+      return;
     }
     const parsed = ReplyMessage.safeParse(body);
     if (!parsed.success) {
-      await this.rejectReply(null, typeof (body as { replyId?: unknown })?.replyId === 'string' ? (body as { replyId: string }).replyId : msg.properties.messageId ?? 'unknown', {
+      await this.rejectReply(null, typeof (body as { replyId?: unknown })?.replyId === 'string' ? (body as { replyId: string }).replyId : fallbackId, {
         code: 'INPUT_INVALID',
         message: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '),
       });
@@ -177,15 +179,23 @@ export class Gateway {
         await this.rejectReply(ticketId, replyId, { code: 'NOT_FOUND', message: `no ticket ${ticketId}` });
         return;
       }
+      if (err instanceof GatewayError && err.code === 'REPLY_LIMIT') {
+        await this.rejectReply(ticketId, replyId, { code: err.code, message: err.message });
+        return;
+      }
       throw err;
     }
   }
 
+  /**
+   * A tickets.replies message the gateway will never send: `reply.failed` with the code.
+   * It names the ticket's channel when the ticket is known, else 'unknown' (never a guess).
+   */
   private async rejectReply(ticketId: string | null, replyId: string, error: { code: string; message: string }): Promise<void> {
     this.logger.warn({ ticketId, replyId, ...error }, 'reply from tickets.replies refused');
-    await this.store.run(() =>
-      this.store.addOutbox({ ...replyFailed(null, 'app', { ticketId, replyId, error }), routingKey: 'reply.failed.unknown' }, this.clock.now()),
-    );
+    const row = ticketId ? this.store.getTicketRow(ticketId) : undefined;
+    const ticket = row ? (JSON.parse(row.body) as Ticket) : null;
+    await this.store.run(() => this.store.addOutbox(replyFailed(ticket, ticket ? ticket.channel : 'unknown', { ticketId, replyId, error }), this.clock.now()));
   }
 
   get port(): number {
@@ -201,13 +211,15 @@ export class Gateway {
     }
     const router = express.Router();
     this.app.use(router);
+    // One for the app channel and the ticket API together: a key's rate covers all its routes.
+    const access = new ApiAccess(this.config, () => this.clock.now());
     for (const a of this.adapters) {
-      await a.start({ intake: this.intake, config: this.config, logger: this.logger.child({ channel: a.channel }), clock: this.clock, http: router, fast: this.fast });
+      await a.start({ intake: this.intake, config: this.config, logger: this.logger.child({ channel: a.channel }), clock: this.clock, http: router, fast: this.fast, access });
       this.logger.info({ channel: a.channel, receipts: a.receiptMode }, 'channel on');
     }
     this.app.use(
       '/api/v1',
-      apiRouter({ intake: this.intake, attachments: this.attachments, lookup: keyLookup(this.config.APP_API_KEYS), jsonLimit: this.config.HTTP_JSON_LIMIT }),
+      apiRouter({ intake: this.intake, attachments: this.attachments, access, jsonLimit: this.config.HTTP_JSON_LIMIT }),
     );
     this.app.use((_req, res) => sendError(res, 404, 'NOT_FOUND', 'no such resource'));
     this.app.use(errorHandler(this.logger, this.metrics));

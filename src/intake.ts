@@ -14,6 +14,7 @@ import type { AttachmentStore } from './store/attachments.js';
 import { encodeRaw, intakeRejected, ticketCreated, ticketEvent } from './publish/messages.js';
 import type { Metrics } from './metrics.js';
 import { receiptText, followupText } from './receipts.js';
+import { replyIdOf, replyRowId } from './outbound.js';
 
 export interface IntakeHooks {
   /** A deadline row was written with this due time. */
@@ -29,6 +30,8 @@ const validDate = (d: Date | null): string | null => {
   return d && y !== undefined && !Number.isNaN(y) && y >= 1970 && y <= 9999 ? d.toISOString() : null;
 };
 const MAX_CONTENT = 20_000;
+/** The status and replies endpoints list at most this many replies, the latest (contract section 5). */
+const STATUS_REPLIES = 100;
 
 /**
  * `intake.accept` is the only place a ticket becomes durable. Pure steps
@@ -165,7 +168,9 @@ export class IntakeService implements Intake {
         },
         subject,
         content,
-        attachments,
+        // The URL names the ticket: that is how an intake client shows which of its tickets
+        // lets it fetch the file (see the attachments route in http/api.ts).
+        attachments: attachments.map((a) => ({ ...a, url: `${a.url}?ticket=${id}` })),
         location: msg.location ?? null,
         category: cls.category,
         language,
@@ -317,9 +322,8 @@ export class IntakeService implements Intake {
     const row: TicketRow | undefined = this.store.getTicketRow(id);
     if (!row) return null;
     const replies = this.store
-      .outboundByTicket(id)
-      .filter((o) => o.kind === 'reply')
-      .map((o) => ({ replyId: o.id.slice('reply:'.length), text: o.text, state: o.state, at: iso(o.created_at), sentAt: o.sent_at ? iso(o.sent_at) : null }));
+      .lastReplies(id, STATUS_REPLIES)
+      .map((o) => ({ replyId: replyIdOf(o), text: o.text, state: o.state, at: iso(o.created_at), sentAt: o.sent_at ? iso(o.sent_at) : null }));
     return {
       state: row.responded_at ? 'responded' : row.acknowledged_at ? 'acknowledged' : 'received',
       respondBy: iso(row.respond_by),
@@ -331,18 +335,26 @@ export class IntakeService implements Intake {
   }
 
   /**
-   * A downstream answer to the citizen. Idempotent by replyId: 'created' the first
-   * time, 'duplicate' after. Unknown ticket → NOT_FOUND.
+   * A downstream answer to the citizen. Idempotent by replyId within the ticket:
+   * 'created' the first time, 'duplicate' after (also once the ticket is full).
+   * Unknown ticket → NOT_FOUND; past REPLY_MAX_PER_TICKET → REPLY_LIMIT.
    */
   async addReply(ticketId: string, replyId: string, text: string): Promise<'created' | 'duplicate'> {
     const r = await this.store.run((): 'created' | 'duplicate' => {
       const now = this.clock.now();
       const row = this.store.getTicketRow(ticketId);
       if (!row) throw new GatewayError('NOT_FOUND', `no ticket ${ticketId}`);
+      const id = replyRowId(ticketId, replyId);
+      if (this.store.getOutbound(id)) return 'duplicate';
+      // Bounds what one ticket can cost: every reply is a message to the citizen and a row in its status.
+      const max = this.config.REPLY_MAX_PER_TICKET;
+      if (this.store.replyCount(ticketId) >= max) {
+        throw new GatewayError('REPLY_LIMIT', `ticket ${row.number} already has ${max} replies, the most one ticket takes`, { transient: false });
+      }
       const t = JSON.parse(row.body) as Ticket;
       const target = { citizen: t.citizen, source: t.source, subject: t.subject, ticketNumber: t.number };
       const created = this.store.addOutbound({
-        id: `reply:${replyId}`,
+        id,
         ticket_id: ticketId,
         channel: t.channel,
         kind: 'reply',

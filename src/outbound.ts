@@ -9,6 +9,21 @@ import { GatewayError, errorCode, errorMessage, isTransient } from './errors.js'
 import { replyFailed, ticketEvent } from './publish/messages.js';
 
 const CONCURRENCY = 32;
+
+/**
+ * The outbound row id of a downstream reply. A replyId is unique within its ticket
+ * (the same replyId on two tickets is two replies), so the id names both. The store
+ * migrates rows of the earlier `reply:<replyId>` form to this one.
+ */
+export function replyRowId(ticketId: string, replyId: string): string {
+  return `reply:${ticketId}:${replyId}`;
+}
+
+/** The replyId a reply row was posted with. */
+export function replyIdOf(row: Pick<OutboundRow, 'id' | 'ticket_id'>): string {
+  const prefix = `reply:${row.ticket_id ?? ''}:`;
+  return row.id.startsWith(prefix) ? row.id.slice(prefix.length) : row.id.slice('reply:'.length);
+}
 const MAX_SLEEP = 60_000;
 
 /**
@@ -143,7 +158,7 @@ export class OutboundDispatcher {
             this.store.addOutbox(ticketEvent('acknowledged', t, { ticketId: t.id, number: t.number, at: new Date(now).toISOString(), via: result.via }), now);
           }
         } else if (row.kind === 'reply') {
-          const replyId = row.id.slice('reply:'.length);
+          const replyId = replyIdOf(row);
           const respondBy = Date.parse(t.deadline.respondBy);
           const received = Date.parse(t.receivedAt);
           // The first reply meets the deadline: cancel what has not fired yet.
@@ -182,7 +197,7 @@ export class OutboundDispatcher {
         }
         this.store.outboundFailed(row.id, JSON.stringify(error));
         const t = row.ticket_id ? this.ticket(row.ticket_id) : null;
-        const replyId = row.kind === 'reply' ? row.id.slice('reply:'.length) : row.id;
+        const replyId = row.kind === 'reply' ? replyIdOf(row) : row.id;
         this.store.addOutbox(replyFailed(t, row.channel as Channel, { ticketId: row.ticket_id, replyId, error }), now);
       })
       .catch((e: unknown) => this.logger.error({ err: errorMessage(e), id: row.id }, 'could not record outbound failure'));

@@ -334,6 +334,11 @@ export class SqliteStore {
       outboundRetry: db.prepare(`UPDATE outbound SET attempts = attempts + 1, next_at = ?, error = ? WHERE id = ?`),
       outboundFailed: db.prepare(`UPDATE outbound SET state = 'failed', attempts = attempts + 1, error = ? WHERE id = ?`),
       outboundByTicket: db.prepare(`SELECT * FROM outbound WHERE ticket_id = ? ORDER BY created_at`),
+      countReplies: db.prepare(`SELECT count(*) AS n FROM outbound WHERE ticket_id = ? AND kind = 'reply'`),
+      lastReplies: db.prepare(
+        `SELECT * FROM (SELECT rowid AS seq_, * FROM outbound WHERE ticket_id = ? AND kind = 'reply' ORDER BY created_at DESC, rowid DESC LIMIT ?)
+         ORDER BY created_at, seq_`,
+      ),
       outboundDelivery: db.prepare(`UPDATE outbound SET delivery = ? WHERE channel = ? AND upstream_id = ?`),
       kvGet: db.prepare(`SELECT value FROM kv WHERE channel = ? AND key = ?`),
       kvSet: db.prepare(
@@ -373,6 +378,13 @@ export class SqliteStore {
         db.exec(`DROP TABLE deadlines`);
       }
       db.exec(INDEXES_AFTER_MIGRATION);
+      // Reply rows were keyed `reply:<replyId>`, one replyId for all tickets; a replyId is now
+      // unique within its ticket only, keyed `reply:<ticketId>:<replyId>` (replyRowId in
+      // outbound.ts). Old rows move to the new key, so re-posting an old replyId on its ticket
+      // is still a duplicate and the status still names it. Rows already moved are skipped.
+      db.exec(`UPDATE outbound SET id = 'reply:' || ticket_id || ':' || substr(id, 7)
+               WHERE kind = 'reply' AND ticket_id IS NOT NULL AND substr(id, 1, 6) = 'reply:'
+                 AND substr(id, 7, length(ticket_id) + 1) <> ticket_id || ':'`);
     })();
   }
 
@@ -751,6 +763,16 @@ export class SqliteStore {
 
   outboundByTicket(ticketId: string): OutboundRow[] {
     return this.stmts.outboundByTicket.all(ticketId) as OutboundRow[];
+  }
+
+  /** How many replies a ticket has (any state). */
+  replyCount(ticketId: string): number {
+    return (this.stmts.countReplies.get(ticketId) as { n: number }).n;
+  }
+
+  /** A ticket's last `limit` replies, oldest first. */
+  lastReplies(ticketId: string, limit: number): OutboundRow[] {
+    return this.stmts.lastReplies.all(ticketId, limit) as OutboundRow[];
   }
 
   kvGet(channel: string, key: string): string | null {
