@@ -437,5 +437,6 @@ function vhostOf(url: string): string {
 }
 
 export function redact(url: string): string {
-  return url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
+  // Global: AMQP_URL may list several nodes, each with its own password.
+  return url.replace(/\/\/([^:@/]*):[^@/]*@/g, '//$1:***@');
 }

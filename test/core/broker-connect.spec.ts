@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { createLogger } from '../../src/log.js';
-import { connectFailure } from '../../src/publish/broker.js';
+import { connectFailure, redact } from '../../src/publish/broker.js';
 import { ensureRabbit, RABBIT_HOST, RABBIT_PORT } from '../support/rabbit.js';
 import { freePort, startTestGateway, waitUntil, type TestGateway } from '../support/gateway.js';
 
@@ -100,5 +100,6 @@ describe('broker connect failures: logged once, named on /readyz (real RabbitMQ)
     expect(connectFailure(forced, 'amqp://u:p@h')).to.deep.equal({ code: 'CONNECTION_FORCED', reason: "CONNECTION_FORCED: broker forced connection closure with reason 'shutdown'" });
     expect(connectFailure(new Error('bad url amqp://u:secret@h/x'), 'amqp://u:secret@h/x').reason).to.equal('bad url amqp://u:***@h/x');
     expect(connectFailure(new Error('Expected ConnectionOpenOk; got <ConnectionClose channel:0>'), 'amqp://h:5672').reason).to.contain('vhost "/"');
+    expect(redact('amqp://a:pw1@n1:5672/v,amqp://b:pw2@n2:5672/v')).to.equal('amqp://a:***@n1:5672/v,amqp://b:***@n2:5672/v');
   });
 });
