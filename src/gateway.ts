@@ -137,7 +137,7 @@ export class Gateway {
     return app;
   }
 
-  readiness(): { ready: boolean; reasons: string[]; store: string; broker: 'up' | 'down'; backlog: number; channels: Record<string, unknown> } {
+  readiness(): { ready: boolean; reasons: string[]; store: string; broker: 'up' | 'down'; brokerError?: string; backlog: number; channels: Record<string, unknown> } {
     const reasons: string[] = [];
     if (this.closing) reasons.push('shutting down');
     const storeErr = this.store.isClosed ? new GatewayError('STORE_CLOSED', 'store is closed') : this.store.probeWrite(this.clock.now());
@@ -149,6 +149,8 @@ export class Gateway {
       reasons,
       store: storeErr ? 'unusable' : 'ok',
       broker: this.broker.state,
+      // Why it is down (a refused login, a missing vhost, nobody listening): the operator's first question.
+      ...(this.broker.state === 'down' && this.broker.lastError ? { brokerError: this.broker.lastError } : {}),
       backlog: this.store.isClosed ? 0 : this.store.outboxDepth(),
       channels,
     };

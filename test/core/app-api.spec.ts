@@ -67,7 +67,7 @@ describe('app API → RabbitMQ (real broker, real sockets)', function () {
       ['请问办理居住证需要哪些材料？', 'consultation', null, 'zh'],
       ['举报某工地夜间违规施工', 'report', null, 'zh'],
       ['感谢环卫工人，街道很干净', 'praise', null, 'zh'],
-      ['我家着火了', 'unknown', '119', 'zh'],
+      ['我家着火了', 'help', '119', 'zh'],
       ['The street light at No. 5 Jingshi Road is broken', 'help', null, 'en'],
     ];
     for (const [i, [content, category, service, language]] of cases.entries()) {
