@@ -88,6 +88,11 @@ const coreConfig = {
    * client address that results keys the per-IP limits. Empty = believe no one.
    */
   TRUST_PROXY: trustedProxies(),
+  /**
+   * WeChat and Weibo pushes whose signed `timestamp` is further than this from the
+   * gateway's clock are refused: their signatures do not expire by themselves.
+   */
+  WEBHOOK_MAX_SKEW: duration(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   /** SQLite synchronous mode: `full` survives power loss, `normal` survives process crashes only. */
   STORE_SYNC: z.enum(['full', 'normal']),
