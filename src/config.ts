@@ -1,4 +1,5 @@
 import { readFileSync, existsSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
@@ -28,6 +29,34 @@ function apiKeys() {
       return keys; // key → client name
     });
 }
+
+const PROXY_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/** An address or `address/prefix` as proxy-addr (behind Express's `trust proxy`) reads it. */
+function isAddressOrCidr(item: string): boolean {
+  const [addr, prefix, ...rest] = item.split('/');
+  if (rest.length || !addr) return false;
+  const family = isIP(addr);
+  if (!family) return false;
+  if (prefix === undefined) return true;
+  return /^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128);
+}
+
+/**
+ * Comma-separated IPs, CIDRs and the names `loopback`, `linklocal`, `uniquelocal`.
+ * Checked here rather than left to Express, which would only fail at the first request.
+ */
+const trustedProxies = () =>
+  z.string().transform((v, ctx) => {
+    const items = v.split(',').map((p) => p.trim()).filter(Boolean);
+    for (const item of items) {
+      if (!PROXY_NAMES.has(item) && !isAddressOrCidr(item)) {
+        ctx.addIssue({ code: 'custom', message: `${JSON.stringify(item)} is not an IP, a CIDR or one of loopback, linklocal, uniquelocal` });
+        return z.NEVER;
+      }
+    }
+    return items;
+  });
 
 /**
  * Configuration has one name per setting, the same in `config/default.json`, in the
@@ -63,6 +92,16 @@ const coreConfig = {
   REPLY_MAX_PER_TICKET: positiveInt(),
   HTTP_BODY_LIMIT: positiveInt(),
   HTTP_JSON_LIMIT: positiveInt(),
+  /**
+   * Peers whose `X-Forwarded-For` is believed (Express's `trust proxy` list); the
+   * client address that results keys the per-IP limits. Empty = believe no one.
+   */
+  TRUST_PROXY: trustedProxies(),
+  /**
+   * WeChat and Weibo pushes whose signed `timestamp` is further than this from the
+   * gateway's clock are refused: their signatures do not expire by themselves.
+   */
+  WEBHOOK_MAX_SKEW: duration(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   /** SQLite synchronous mode: `full` survives power loss, `normal` survives process crashes only. */
   STORE_SYNC: z.enum(['full', 'normal']),

@@ -105,7 +105,9 @@ export class Gateway {
   private buildApp(): express.Express {
     const app = express();
     app.disable('x-powered-by');
-    app.set('trust proxy', 'loopback');
+    // X-Forwarded-For is believed only from these peers, nearest first; req.ip (which
+    // keys the web form's per-IP limit) is the first address not in the list.
+    app.set('trust proxy', this.config.TRUST_PROXY);
     app.use((req, res, next) => {
       // Ops probes still answer while closing: /readyz then says 503 with its reasons.
       if (!this.closing || req.path === '/readyz' || req.path === '/healthz') return next();
