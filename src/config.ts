@@ -1,4 +1,5 @@
 import { readFileSync, existsSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
@@ -9,6 +10,53 @@ import { mailboxConfig } from './channels/mailbox/config.js';
 import { wechatConfig } from './channels/wechat/config.js';
 import { weiboConfig } from './channels/weibo/config.js';
 import { telegramConfig } from './channels/telegram/config.js';
+
+/** `name:key,name:key` → Map key → client name. A name may have several keys (rotation). */
+function apiKeys() {
+  return z
+    .string()
+    .default('')
+    .transform((v, ctx) => {
+      const keys = new Map<string, string>();
+      for (const pair of v.split(',').map((p) => p.trim()).filter(Boolean)) {
+        const i = pair.indexOf(':');
+        if (i <= 0 || i === pair.length - 1) {
+          ctx.addIssue({ code: 'custom', message: 'expected comma-separated name:key pairs' });
+          return z.NEVER;
+        }
+        keys.set(pair.slice(i + 1), pair.slice(0, i));
+      }
+      return keys; // key → client name
+    });
+}
+
+const PROXY_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/** An address or `address/prefix` as proxy-addr (behind Express's `trust proxy`) reads it. */
+function isAddressOrCidr(item: string): boolean {
+  const [addr, prefix, ...rest] = item.split('/');
+  if (rest.length || !addr) return false;
+  const family = isIP(addr);
+  if (!family) return false;
+  if (prefix === undefined) return true;
+  return /^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128);
+}
+
+/**
+ * Comma-separated IPs, CIDRs and the names `loopback`, `linklocal`, `uniquelocal`.
+ * Checked here rather than left to Express, which would only fail at the first request.
+ */
+const trustedProxies = () =>
+  z.string().transform((v, ctx) => {
+    const items = v.split(',').map((p) => p.trim()).filter(Boolean);
+    for (const item of items) {
+      if (!PROXY_NAMES.has(item) && !isAddressOrCidr(item)) {
+        ctx.addIssue({ code: 'custom', message: `${JSON.stringify(item)} is not an IP, a CIDR or one of loopback, linklocal, uniquelocal` });
+        return z.NEVER;
+      }
+    }
+    return items;
+  });
 
 /**
  * Configuration has one name per setting, the same in `config/default.json`, in the
@@ -34,26 +82,26 @@ const coreConfig = {
       return false;
     }
   }, 'expected an IANA time zone such as Asia/Shanghai'),
-  /** `name:key,name:key` for the app API and Open311. */
-  APP_API_KEYS: z
-    .string()
-    .default('')
-    .transform((v, ctx) => {
-      const keys = new Map<string, string>();
-      for (const pair of v.split(',').map((p) => p.trim()).filter(Boolean)) {
-        const i = pair.indexOf(':');
-        if (i <= 0 || i === pair.length - 1) {
-          ctx.addIssue({ code: 'custom', message: 'expected comma-separated name:key pairs' });
-          return z.NEVER;
-        }
-        keys.set(pair.slice(i + 1), pair.slice(0, i));
-      }
-      return keys; // key → client name
-    }),
-  /** Requests per second per API key. */
+  /** `name:key,name:key`: intake clients (the app, Open311 clients) — create tickets, read their own. */
+  APP_API_KEYS: apiKeys(),
+  /** `name:key,name:key`: downstream systems (case handling, operators) — read any ticket, post replies. */
+  DOWNSTREAM_API_KEYS: apiKeys(),
+  /** Requests per second per API key, on every authenticated route. */
   APP_RATE_LIMIT: positiveInt(),
+  /** Replies one ticket takes at most; more answer 429 (HTTP) or `reply.failed` (queue). */
+  REPLY_MAX_PER_TICKET: positiveInt(),
   HTTP_BODY_LIMIT: positiveInt(),
   HTTP_JSON_LIMIT: positiveInt(),
+  /**
+   * Peers whose `X-Forwarded-For` is believed (Express's `trust proxy` list); the
+   * client address that results keys the per-IP limits. Empty = believe no one.
+   */
+  TRUST_PROXY: trustedProxies(),
+  /**
+   * WeChat and Weibo pushes whose signed `timestamp` is further than this from the
+   * gateway's clock are refused: their signatures do not expire by themselves.
+   */
+  WEBHOOK_MAX_SKEW: duration(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   /** SQLite synchronous mode: `full` survives power loss, `normal` survives process crashes only. */
   STORE_SYNC: z.enum(['full', 'normal']),
@@ -74,8 +122,6 @@ const coreConfig = {
   REPEAT_WINDOW: duration(),
   /** Outgoing replies and receipts: attempts before `reply.failed`. */
   SEND_MAX_ATTEMPTS: positiveInt(),
-  /** Replies one ticket takes at most (then 429): bounds what one key can make the gateway send to one citizen. */
-  REPLY_MAX_PER_TICKET: positiveInt(),
   /** Largest attachment kept, bytes. */
   ATTACHMENT_MAX_BYTES: positiveInt(),
   /** Time the shutdown path gives in-flight work before it closes anyway. */
@@ -93,14 +139,29 @@ const coreConfig = {
   METRICS: boolean(),
 };
 
-export const ConfigSchema = z.object({
-  ...coreConfig,
-  ...smsConfig,
-  ...mailboxConfig,
-  ...wechatConfig,
-  ...weiboConfig,
-  ...telegramConfig,
-});
+export const ConfigSchema = z
+  .object({
+    ...coreConfig,
+    ...smsConfig,
+    ...mailboxConfig,
+    ...wechatConfig,
+    ...weiboConfig,
+    ...telegramConfig,
+  })
+  .superRefine((c, ctx) => {
+    // A key identifies one client in one role. A key in both lists would get whichever role
+    // was looked up first; a name in both would let a downstream system and an intake client
+    // share a rate bucket and, worse, the ownership of tickets (tickets record the creating
+    // client's name). Either is a configuration mistake, so start-up stops.
+    const appNames = new Set(c.APP_API_KEYS.values());
+    for (const [key, name] of c.DOWNSTREAM_API_KEYS) {
+      if (c.APP_API_KEYS.has(key)) {
+        ctx.addIssue({ code: 'custom', path: ['DOWNSTREAM_API_KEYS'], message: `the key of ${name} is also in APP_API_KEYS; a key has one role` });
+      } else if (appNames.has(name)) {
+        ctx.addIssue({ code: 'custom', path: ['DOWNSTREAM_API_KEYS'], message: `client name ${name} is also in APP_API_KEYS; a client has one role` });
+      }
+    }
+  });
 export type Config = z.infer<typeof ConfigSchema>;
 export type ConfigInput = Partial<Record<keyof z.input<typeof ConfigSchema>, unknown>>;
 

@@ -27,7 +27,7 @@ import { OutboundDispatcher } from './outbound.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { loadRules } from './normalize/rules.js';
 import { apiRouter } from './http/api.js';
-import { keyLookup } from './http/auth.js';
+import { ApiAccess } from './http/auth.js';
 import { errorHandler, sendError } from './http/errors.js';
 import { FastRoutes } from './http/fast.js';
 import { ticketJsonSchema } from './ticket.js';
@@ -124,7 +124,9 @@ export class Gateway {
   private buildApp(): express.Express {
     const app = express();
     app.disable('x-powered-by');
-    app.set('trust proxy', 'loopback');
+    // X-Forwarded-For is believed only from these peers, nearest first; req.ip (which
+    // keys the web form's per-IP limit) is the first address not in the list.
+    app.set('trust proxy', this.config.TRUST_PROXY);
     app.use((req, res, next) => {
       // Ops probes still answer while closing: /readyz then says 503 with its reasons.
       if (!this.closing || req.path === '/readyz' || req.path === '/healthz') return next();
@@ -156,7 +158,7 @@ export class Gateway {
     return app;
   }
 
-  async readiness(): Promise<{ ready: boolean; reasons: string[]; store: string; storeKind: string; broker: 'up' | 'down'; backlog: number; channels: Record<string, unknown> }> {
+  async readiness(): Promise<{ ready: boolean; reasons: string[]; store: string; storeKind: string; broker: 'up' | 'down'; brokerError?: string; backlog: number; channels: Record<string, unknown> }> {
     const reasons: string[] = [];
     if (this.closing) reasons.push('shutting down');
     const storeErr = this.store.isClosed ? new GatewayError('STORE_CLOSED', 'store is closed') : await this.store.probe();
@@ -169,21 +171,25 @@ export class Gateway {
       store: storeErr ? 'unusable' : 'ok',
       storeKind: this.store.kind,
       broker: this.broker.state,
+      // Why it is down (a refused login, a missing vhost, nobody listening): the operator's first question.
+      ...(this.broker.state === 'down' && this.broker.lastError ? { brokerError: this.broker.lastError } : {}),
       backlog: this.store.isClosed ? 0 : this.store.outboxDepth(),
       channels,
     };
   }
 
   private async onReplyMessage(msg: ConsumeMessage): Promise<void> {
+    const fallbackId = msg.properties.messageId ?? 'unknown';
     let body: unknown;
     try {
       body = JSON.parse(msg.content.toString('utf8'));
     } catch {
-      body = null;
+      await this.rejectReply(null, fallbackId, { code: 'INPUT_INVALID', message: 'body is not valid JSON' });
+      return;
     }
     const parsed = ReplyMessage.safeParse(body);
     if (!parsed.success) {
-      await this.rejectReply(null, typeof (body as { replyId?: unknown })?.replyId === 'string' ? (body as { replyId: string }).replyId : msg.properties.messageId ?? 'unknown', {
+      await this.rejectReply(null, typeof (body as { replyId?: unknown })?.replyId === 'string' ? (body as { replyId: string }).replyId : fallbackId, {
         code: 'INPUT_INVALID',
         message: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '),
       });
@@ -191,22 +197,28 @@ export class Gateway {
     }
     const { ticketId, replyId, text } = parsed.data;
     try {
-      const r = await this.intake.addReply(ticketId, replyId, text);
-      if (r === 'full') {
-        await this.rejectReply(ticketId, replyId, { code: 'RATE_LIMITED', message: `ticket ${ticketId} already holds ${this.config.REPLY_MAX_PER_TICKET} replies` });
-      }
+      await this.intake.addReply(ticketId, replyId, text);
     } catch (err) {
       if (err instanceof GatewayError && err.code === 'NOT_FOUND') {
         await this.rejectReply(ticketId, replyId, { code: 'NOT_FOUND', message: `no ticket ${ticketId}` });
+        return;
+      }
+      if (err instanceof GatewayError && err.code === 'REPLY_LIMIT') {
+        await this.rejectReply(ticketId, replyId, { code: err.code, message: err.message });
         return;
       }
       throw err;
     }
   }
 
+  /**
+   * A tickets.replies message the gateway will never send: `reply.failed` with the code.
+   * It names the ticket's channel when the ticket is known, else 'unknown' (never a guess).
+   */
   private async rejectReply(ticketId: string | null, replyId: string, error: { code: string; message: string }): Promise<void> {
     this.logger.warn({ ticketId, replyId, ...error }, 'reply from tickets.replies refused');
-    await this.store.append({ outbox: [{ ...replyFailed(null, 'app', { ticketId, replyId, error }), routingKey: 'reply.failed.unknown' }] });
+    const ticket = ticketId ? ((await this.store.getTicket(ticketId))?.ticket ?? null) : null;
+    await this.store.append({ outbox: [replyFailed(ticket, ticket ? ticket.channel : 'unknown', { ticketId, replyId, error })] });
   }
 
   private readonly leases = new Map<string, ChannelLease>();
@@ -234,14 +246,16 @@ export class Gateway {
     }
     const router = express.Router();
     this.app.use(router);
+    // One for the app channel and the ticket API together: a key's rate covers all its routes.
+    const access = new ApiAccess(this.config, () => this.clock.now());
     for (const a of this.adapters) {
       const log = this.logger.child({ channel: a.channel });
-      await a.start({ intake: this.intake, config: this.config, logger: log, clock: this.clock, http: router, fast: this.fast, lease: (name) => this.lease(name, log) });
+      await a.start({ intake: this.intake, config: this.config, logger: log, clock: this.clock, http: router, fast: this.fast, access, lease: (name) => this.lease(name, log) });
       this.logger.info({ channel: a.channel, receipts: a.receiptMode }, 'channel on');
     }
     this.app.use(
       '/api/v1',
-      apiRouter({ intake: this.intake, attachments: this.attachments, lookup: keyLookup(this.config.APP_API_KEYS), jsonLimit: this.config.HTTP_JSON_LIMIT }),
+      apiRouter({ intake: this.intake, attachments: this.attachments, access, jsonLimit: this.config.HTTP_JSON_LIMIT }),
     );
     this.app.use((_req, res) => sendError(res, 404, 'NOT_FOUND', 'no such resource'));
     this.app.use(errorHandler(this.logger, this.metrics));

@@ -30,9 +30,8 @@ const validDate = (d: Date | null): string | null => {
   return d && y !== undefined && !Number.isNaN(y) && y >= 1970 && y <= 9999 ? d.toISOString() : null;
 };
 const MAX_CONTENT = 20_000;
-/** A status lists at most this many replies (the newest), read from at most this many outgoing rows. */
+/** The status and replies endpoints list at most this many replies, the latest (contract section 5). */
 const STATUS_REPLIES = 100;
-const STATUS_ROWS = 200;
 
 /**
  * `intake.accept` is the only place a ticket becomes durable. Pure steps
@@ -155,7 +154,9 @@ export class IntakeService implements Intake {
           },
           subject,
           content,
-          attachments,
+          // The URL names the ticket: that is how an intake client shows which of its tickets
+          // lets it fetch the file (see the attachments route in http/api.ts).
+          attachments: attachments.map((a) => ({ ...a, url: `${a.url}?ticket=${ticketId}` })),
           location: msg.location ?? null,
           category: cls.category,
           language,
@@ -296,10 +297,7 @@ export class IntakeService implements Intake {
   async ticketStatus(id: string): Promise<TicketStatus | null> {
     const t = await this.store.getTicket(id);
     if (!t) return null;
-    const replies = (await this.store.outboundOfTicket(id, STATUS_ROWS))
-      .filter((o) => o.kind === 'reply')
-      .slice(-STATUS_REPLIES)
-      .map((o) => ({ replyId: replyIdOf(o), text: o.text, state: o.state, at: iso(o.createdAt), sentAt: o.sentAt ? iso(o.sentAt) : null }));
+    const replies = (await this.store.outboundOfTicket(id, STATUS_REPLIES, 'reply')).map((o) => ({ replyId: replyIdOf(o), text: o.text, state: o.state, at: iso(o.createdAt), sentAt: o.sentAt ? iso(o.sentAt) : null }));
     return {
       state: t.respondedAt ? 'responded' : t.acknowledgedAt ? 'acknowledged' : 'received',
       respondBy: iso(t.respondBy),
@@ -312,15 +310,18 @@ export class IntakeService implements Intake {
 
   /**
    * A downstream answer to the citizen. Idempotent by replyId within the ticket:
-   * 'created' the first time, 'duplicate' after, 'full' past REPLY_MAX_PER_TICKET.
-   * Unknown ticket → NOT_FOUND.
+   * 'created' the first time, 'duplicate' after (also once the ticket is full).
+   * Unknown ticket → NOT_FOUND; past REPLY_MAX_PER_TICKET → REPLY_LIMIT.
    */
-  async addReply(ticketId: string, replyId: string, text: string): Promise<'created' | 'duplicate' | 'full'> {
+  async addReply(ticketId: string, replyId: string, text: string): Promise<'created' | 'duplicate'> {
     const t = await this.store.getTicket(ticketId);
     if (!t) throw new GatewayError('NOT_FOUND', `no ticket ${ticketId}`);
     const now = this.clock.now();
     const row = this.outboundRow(outboundId.reply(ticketId, replyId), 'reply', t.channel, ticketId, text, t.ticket, t.number, now);
-    const r = await this.store.addReply(row, this.config.REPLY_MAX_PER_TICKET);
+    // Bounds what one ticket can cost: every reply is a message to the citizen and a row in its status.
+    const max = this.config.REPLY_MAX_PER_TICKET;
+    const r = await this.store.addReply(row, max);
+    if (r === 'full') throw new GatewayError('REPLY_LIMIT', `ticket ${t.number} already has ${max} replies, the most one ticket takes`, { transient: false });
     if (r === 'created') this.hooks.outboundAdded();
     return r;
   }

@@ -4,6 +4,7 @@ import type { Channel, Ticket, Location } from '../ticket.js';
 import type { Config } from '../config.js';
 import type { Clock } from '../clock.js';
 import type { FastRoutes } from '../http/fast.js';
+import type { ApiAccess } from '../http/auth.js';
 
 export type { Channel, Ticket } from '../ticket.js';
 
@@ -136,7 +137,7 @@ export type OutboundKind = 'receipt' | 'reply' | 'notice';
 
 /** Something to send to a citizen on the channel they used. */
 export interface OutboundMessage {
-  /** Unique: `receipt:<ticketId>`, `reply:<replyId>`, `notice:<…>`. Never sent twice once sent. */
+  /** Unique: `receipt:<ticketId>`, `reply:<ticketId>:<replyId>`, `notice:<…>`. Never sent twice once sent. */
   id: string;
   kind: OutboundKind;
   channel: Channel;
@@ -188,6 +189,8 @@ export interface AdapterContext {
    * handler declines unusual requests, so the same route must also be on `http`.
    */
   fast: FastRoutes;
+  /** API keys of both roles and the per-key rate, shared with the ticket API (contract section 5). */
+  access: ApiAccess;
 }
 
 export interface ChannelAdapter {

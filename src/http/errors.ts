@@ -7,10 +7,13 @@ import type { Metrics } from '../metrics.js';
 const STATUS: Record<string, number> = {
   INPUT_INVALID: 400,
   AUTH_FAILED: 401,
+  FORBIDDEN: 403,
   NOT_FOUND: 404,
   INPUT_TOO_LARGE: 413,
   INPUT_UNSUPPORTED: 415,
   RATE_LIMITED: 429,
+  // A ticket's reply cap is permanent for that ticket: 429 (as the contract says) but no Retry-After.
+  REPLY_LIMIT: 429,
   STORE_UNAVAILABLE: 503,
   STORE_CLOSED: 503,
   SHUTTING_DOWN: 503,

@@ -54,8 +54,11 @@ export class Broker {
   private drainWaiters: (() => void)[] = [];
   private consumerTag: string | null = null;
   private repliesInFlight = new Set<Promise<void>>();
+  /** Why the last connect failed (or the link dropped), as shown on /readyz; null while up. */
   lastError: string | null = null;
   connectedAt: number | null = null;
+  /** When each failure reason was last logged, for rate-limiting (cleared on connect). */
+  private failureLogged = new Map<string, { at: number; suppressed: number }>();
 
   constructor(
     private readonly store: Store,
@@ -112,7 +115,11 @@ export class Broker {
     let conn: ChannelModel | null = null;
     try {
       conn = await amqp.connect(this.opts.url, { clientProperties: { connection_name: 'intake-gateway' }, timeout: 5000 });
-      conn.on('error', (err: Error) => this.logger.warn({ err: errorMessage(err) }, 'broker connection error'));
+      conn.on('error', (err: Error) => {
+        // The reason a live link is closed (CONNECTION_FORCED, a missed heartbeat) stays on /readyz until it returns.
+        this.lastError = connectFailure(err, this.opts.url).reason;
+        this.logger.warn({ err: errorMessage(err) }, 'broker connection error');
+      });
       conn.on('close', () => this.onClose(conn!));
       conn.on('blocked', (reason: string) => {
         this.blocked = true;
@@ -145,22 +152,48 @@ export class Broker {
       }
       this.conn = conn;
       this.pub = pub;
+      const failedAttempts = this.attempt;
       this.attempt = 0;
       this.lastError = null;
+      this.failureLogged.clear();
       this.connectedAt = Date.now();
       this.metrics.brokerUp.set(1);
-      this.logger.info({ url: redact(this.opts.url) }, 'broker connected');
+      this.logger.info({ url: redact(this.opts.url), failedAttempts }, 'broker connected');
       if (this.opts.onReply) await this.startConsumer(conn);
       // Everything taken before and not confirmed is published again on the new link.
       await this.store.releaseOutbox();
       this.wake();
     } catch (err) {
-      this.lastError = errorMessage(err);
+      const failure = connectFailure(err, this.opts.url);
+      this.lastError = failure.reason;
+      this.logConnectFailure(failure);
       if (conn) await conn.close().catch(() => {});
       this.scheduleReconnect();
     } finally {
       this.connecting = false;
     }
+  }
+
+  /**
+   * A wrong password or a missing vhost must show in the log, yet a broker that is away
+   * for an hour is retried every AMQP_RECONNECT_MAX: each reason is logged when it first
+   * appears and then at most once per CONNECT_FAILURE_LOG_EVERY_MS, with the count of
+   * attempts that failed the same way in between.
+   */
+  private logConnectFailure(f: ConnectFailure): void {
+    const now = Date.now();
+    const seen = this.failureLogged.get(f.reason);
+    if (seen && now - seen.at < CONNECT_FAILURE_LOG_EVERY_MS) {
+      seen.suppressed++;
+      return;
+    }
+    // Reasons can carry addresses (one per DNS answer): keep the map small.
+    if (!seen && this.failureLogged.size >= 32) this.failureLogged.clear();
+    this.logger.warn(
+      { url: redact(this.opts.url), code: f.code, reason: f.reason, attempt: this.attempt + 1, sameSinceLastLog: seen?.suppressed ?? 0 },
+      'broker connect failed; journaling and retrying',
+    );
+    this.failureLogged.set(f.reason, { at: now, suppressed: 0 });
   }
 
   private async startConsumer(conn: ChannelModel): Promise<void> {
@@ -380,6 +413,49 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+const CONNECT_FAILURE_LOG_EVERY_MS = 5 * 60_000;
+
+export interface ConnectFailure {
+  /** The AMQP reply name (ACCESS_REFUSED, NOT_ALLOWED, …) or the socket error code (ECONNREFUSED, …). */
+  code: string;
+  /** One line for operators, without credentials. */
+  reason: string;
+}
+
+/**
+ * What went wrong, in the broker's own words where it gave any. amqplib drops the
+ * server's text when the broker closes the handshake in answer to connection.open
+ * (RabbitMQ's 530 NOT_ALLOWED "vhost … not found" or "access to vhost … refused"):
+ * that shape is recognised and named after the vhost in the URL.
+ */
+export function connectFailure(err: unknown, url: string): ConnectFailure {
+  const msg = errorMessage(err);
+  const reply = /\d{3} \(([A-Z-]+)\) with message "([^"]*)"/.exec(msg);
+  if (reply) {
+    const code = reply[1]!.replace(/-/g, '_');
+    if (code === 'ACCESS_REFUSED') return { code, reason: 'ACCESS_REFUSED: login refused (wrong user name or password, or no such user)' };
+    const text = reply[2]!.replace(/^[A-Z_]+ - /, '').replace(/\. For details see the broker logfile\.?$/, '');
+    return { code, reason: redact(`${code}: ${text}`).slice(0, 300) };
+  }
+  if (/^Expected ConnectionOpenOk; got <ConnectionClose/.test(msg)) {
+    return { code: 'NOT_ALLOWED', reason: `NOT_ALLOWED: vhost "${vhostOf(url)}" not found, or this user may not use it` };
+  }
+  const sysCode = err && typeof err === 'object' && typeof (err as { code?: unknown }).code === 'string' ? (err as { code: string }).code : null;
+  if (sysCode) return { code: sysCode, reason: redact(msg).slice(0, 300) };
+  return { code: 'BROKER_UNAVAILABLE', reason: redact(msg).slice(0, 300) };
+}
+
+function vhostOf(url: string): string {
+  try {
+    const path = new URL(url).pathname;
+    // amqp://host and amqp://host/ both mean the default vhost "/".
+    return path.length > 1 ? decodeURIComponent(path.slice(1)) : '/';
+  } catch {
+    return '?';
+  }
+}
+
 export function redact(url: string): string {
-  return url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
+  // Global: AMQP_URL may list several nodes, each with its own password.
+  return url.replace(/\/\/([^:@/]*):[^@/]*@/g, '//$1:***@');
 }

@@ -67,11 +67,15 @@ export function intakeRejected(channel: Channel, body: Omit<IntakeRejected, 'cha
   };
 }
 
-export function replyFailed(ticket: TicketFacts | null, channel: Channel, body: ReplyFailed): OutboxInsert {
-  const none: MessageHeaders = { channel, category: 'unknown', language: 'und', emergency: false, schemaVersion: 1 };
+/**
+ * `channel` 'unknown' when the reply names no ticket the gateway knows (or could not be
+ * read at all). The id includes the ticket: a replyId is unique within its ticket only.
+ */
+export function replyFailed(ticket: TicketFacts | null, channel: Channel | 'unknown', body: ReplyFailed): OutboxInsert {
+  const none = { channel, category: 'unknown', language: 'und', emergency: false, schemaVersion: 1 };
   return {
     routingKey: `reply.failed.${channel}`,
-    messageId: stableId('reply-failed', body.replyId),
+    messageId: body.ticketId ? stableId('reply-failed', body.ticketId, body.replyId) : stableId('reply-failed', body.replyId),
     type: 'reply.failed',
     headers: ticket ? headers(ticket) : none,
     body,

@@ -239,8 +239,8 @@ export interface Store {
   outboundFailed(id: string, error: string, writes: UnitWrites): Promise<void>;
   /** A delivery report for something sent; false when nothing matched. */
   outboundDelivery(channel: Channel, upstreamId: string, status: string): Promise<boolean>;
-  /** Every outgoing row of a ticket, oldest first, at most `limit` (the newest ones). */
-  outboundOfTicket(ticketId: string, limit: number): Promise<OutboundRecord[]>;
+  /** A ticket's outgoing rows (of one kind, if given), oldest first, at most `limit` (the newest ones). */
+  outboundOfTicket(ticketId: string, limit: number, kind?: OutboundKind): Promise<OutboundRecord[]>;
   /** The earliest time a pending row is due after `after` (or at all). */
   nextOutboundAfter(after: number): Promise<number | null>;
 

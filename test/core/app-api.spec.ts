@@ -67,7 +67,7 @@ describe('app API → RabbitMQ (real broker, real sockets)', function () {
       ['请问办理居住证需要哪些材料？', 'consultation', null, 'zh'],
       ['举报某工地夜间违规施工', 'report', null, 'zh'],
       ['感谢环卫工人，街道很干净', 'praise', null, 'zh'],
-      ['我家着火了', 'unknown', '119', 'zh'],
+      ['我家着火了', 'help', '119', 'zh'],
       ['The street light at No. 5 Jingshi Road is broken', 'help', null, 'en'],
     ];
     for (const [i, [content, category, service, language]] of cases.entries()) {
@@ -97,8 +97,11 @@ describe('app API → RabbitMQ (real broker, real sockets)', function () {
 
   it('serves the ticket, its status and its JSON Schema', async () => {
     const { id, number } = (await (await post({ clientMessageId: 'get-1', content: '井盖丢失，很危险' })).json()) as { id: string; number: string };
+    // tg.get reads as the downstream system; the app that created the ticket may read it too.
     const t = await (await tg.get(`/api/v1/tickets/${id}`)).json();
     expect(TicketV1.parse(t).number).to.equal(number);
+    const own = await tg.get(`/api/v1/tickets/${id}/status`, { authorization: `Bearer ${TEST_API_KEY}` });
+    expect(own.status).to.equal(200);
     const st = (await (await tg.get(`/api/v1/tickets/${id}/status`)).json()) as Record<string, unknown>;
     expect(st).to.include({ state: 'acknowledged', breached: false, respondedAt: null });
     expect((await tg.get('/api/v1/tickets/00000000-0000-5000-8000-000000000000')).status).to.equal(404);
@@ -108,6 +111,8 @@ describe('app API → RabbitMQ (real broker, real sockets)', function () {
 
   it('sends a reply once per replyId and publishes ticket.responded within the deadline', async () => {
     const { id } = (await (await post({ clientMessageId: 'reply-1', content: '路灯不亮了' })).json()) as { id: string };
+    // Replies come from the downstream system (tg.post uses its key for them); the app may not post one.
+    expect((await tg.post(`/api/v1/tickets/${id}/replies`, { replyId: 'r-0', text: 'x' }, { authorization: `Bearer ${TEST_API_KEY}` })).status).to.equal(403);
     const r1 = await tg.post(`/api/v1/tickets/${id}/replies`, { replyId: 'r-1', text: '已派单至街道办，今天修复' });
     const r2 = await tg.post(`/api/v1/tickets/${id}/replies`, { replyId: 'r-1', text: '已派单至街道办，今天修复' });
     expect(r1.status).to.equal(202);

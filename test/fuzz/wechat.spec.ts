@@ -7,6 +7,8 @@ import {
   cdata,
   classify,
   dedupeKeyFor,
+  encryptElements,
+  MAX_ENCRYPT_ELEMENTS,
   mediaFileName,
   mediaToFetch,
   mimeFor,
@@ -169,14 +171,56 @@ describe('fuzz: WeChat (push XML, safe-mode envelopes, AES, signatures)', functi
       fc.property(aesKey, appId, fc.string({ unit: 'binary', maxLength: 400 }), fc.uint8Array({ minLength: 16, maxLength: 16 }), (key, app, xml, random) => {
         const c = new WechatCrypto(key, app);
         const encrypt = timed('encrypt', () => c.encrypt(xml, Buffer.from(random)));
-        const env = parseEnvelope(`<xml><ToUserName>${cdata('gh_1')}</ToUserName><Encrypt>${cdata(encrypt)}</Encrypt></xml>`);
+        const envelope = `<xml><ToUserName>${cdata('gh_1')}</ToUserName><Encrypt>${cdata(encrypt)}</Encrypt></xml>`;
+        const env = parseEnvelope(envelope);
         expect(env.encrypt).to.equal(encrypt);
+        // The scan the adapter uses before any parse finds the same value.
+        expect(encryptElements(envelope)).to.deep.equal([encrypt]);
         const d = timed('decrypt', () => c.decrypt(env.encrypt));
         expect(d).to.deep.equal({ message: xml, appId: app });
         expect(signatureMatches(wechatSignature('tok', '1', '2', encrypt), wechatSignature('2', encrypt, 'tok', '1'))).to.equal(true);
       }),
       fcParams(),
     );
+  });
+
+  it('encryptElements: arbitrary and structure-aware bodies give base64 values that stood in <Encrypt>, or INPUT_INVALID, within budget', () => {
+    const base64 = fc.base64String({ minLength: 4, maxLength: 200 }).filter((b) => b.length > 0);
+    const piece = fc.oneof(
+      anyString,
+      base64.map((b) => `<Encrypt>${cdata(b)}</Encrypt>`),
+      base64.map((b) => `<Encrypt>\n ${b} \n</Encrypt>`),
+      fc.constantFrom('<Encrypt>', '</Encrypt>', '<![CDATA[', ']]>', '<Encrypt><![CDATA[QUJD]]>', '<Encrypt a="1">QUJD</Encrypt>', '<xml>', '</xml>'),
+    );
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 8 }), (pieces) => {
+        const body = pieces.join('');
+        const r = refusal('encryptElements', () => encryptElements(body));
+        if (!r.ok) {
+          expect(body.split('<Encrypt>').length - 1).to.be.greaterThan(MAX_ENCRYPT_ELEMENTS);
+          return;
+        }
+        expect(r.value.length).to.be.at.most(MAX_ENCRYPT_ELEMENTS);
+        for (const v of r.value) {
+          expect(v).to.match(/^[A-Za-z0-9+/=]+$/);
+          expect(body).to.contain(v);
+        }
+      }),
+      fcParams(),
+    );
+  });
+
+  it('encryptElements: a 1 MB adversarial body (long base64 runs without a closing tag, many tags) is scanned within budget', () => {
+    const run = 'A'.repeat(250_000);
+    for (const body of [
+      `<xml><Encrypt>${run}</Encryp></xml>`,
+      `<Encrypt><![CDATA[${run}]]</Encrypt>`.repeat(4),
+      '<Encrypt>'.repeat(120_000),
+      `<xml>${'<a>'.repeat(300_000)}<Encrypt>${cdata('QUJD')}</Encrypt></xml>`,
+    ]) {
+      refusal('encryptElements', () => encryptElements(body));
+    }
+    expect(encryptElements(`<xml>${'<a>'.repeat(300_000)}<Encrypt>${cdata('QUJD')}</Encrypt></xml>`)).to.deep.equal(['QUJD']);
   });
 
   it('decrypt: crafted plaintexts with random padding bytes, lengths and AppIDs give the message or INPUT_INVALID / AUTH_FAILED', () => {

@@ -9,7 +9,10 @@ import { Collector, createVhost, portOpen, type Vhost } from './rabbit.js';
 import { QUEUES } from '../../src/publish/topology.js';
 import { SqliteStore } from '../../src/store/sqlite/index.js';
 
+/** The intake client `test` (APP_API_KEYS): creates tickets, reads only its own. */
 export const TEST_API_KEY = 'test-key-0123456789';
+/** The downstream system `ops` (DOWNSTREAM_API_KEYS): reads any ticket, posts replies. */
+export const TEST_DOWNSTREAM_KEY = 'ops-key-9876543210';
 
 export function tempDir(prefix = 'gw-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
@@ -40,8 +43,13 @@ export interface TestGateway {
   restart(overrides?: ConfigInput): Promise<void>;
   /** Stop everything this helper started. Idempotent. */
   stop(): Promise<void>;
-  /** POST JSON with the test API key. */
+  /**
+   * POST JSON as the two parties do in production: creating a ticket (`/api/v1/tickets`)
+   * as the intake client `test`, anything else (replies) as the downstream system `ops`.
+   * An `authorization` header overrides the key.
+   */
   post(path: string, body: unknown, headers?: Record<string, string>): Promise<Response>;
+  /** GET as the downstream system `ops` (it may read any ticket); `authorization` overrides. */
   get(path: string, headers?: Record<string, string>): Promise<Response>;
 }
 
@@ -60,6 +68,7 @@ function baseOverrides(amqpUrl: string, dataDir: string): ConfigInput {
     HTTP_HOST: '127.0.0.1',
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     APP_API_KEYS: `test:${TEST_API_KEY}`,
+    DOWNSTREAM_API_KEYS: `ops:${TEST_DOWNSTREAM_KEY}`,
     AMQP_RECONNECT_MAX: '1s',
     STORE_SYNC: 'normal',
   };
@@ -113,14 +122,15 @@ export async function startTestGateway(overrides: ConfigInput = {}, opts: TestGa
       if (ownsDir) rmSync(dataDir, { recursive: true, force: true });
     },
     post(path, body, headers = {}) {
+      const key = /^\/api\/v1\/tickets(\?|$)/.test(path) ? TEST_API_KEY : TEST_DOWNSTREAM_KEY;
       return fetch(`${url()}${path}`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${TEST_API_KEY}`, ...headers },
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${key}`, ...headers },
         body: typeof body === 'string' ? body : JSON.stringify(body),
       });
     },
     get(path, headers = {}) {
-      return fetch(`${url()}${path}`, { headers: { authorization: `Bearer ${TEST_API_KEY}`, ...headers } });
+      return fetch(`${url()}${path}`, { headers: { authorization: `Bearer ${TEST_DOWNSTREAM_KEY}`, ...headers } });
     },
   };
   return tg;

@@ -60,6 +60,20 @@ describe('normalize', () => {
     expect(c('对部队训练噪音有意见').outOfScope).to.deep.equal({ reason: 'military' });
   });
 
+  it('sends gas, smoke and fire to 119, and gas questions to the hotline', () => {
+    const c = (t: string) => classify(rules, null, t);
+    expect(c('有很重的煤气味')).to.deep.equal({ category: 'help', emergency: { service: '119', reason: 'gas leak' }, outOfScope: null });
+    expect(c('there is a gas smell').emergency).to.deep.equal({ service: '119', reason: 'gas leak' });
+    expect(c('燃气泄漏').emergency?.service).to.equal('119');
+    expect(c('3单元501冒烟了').emergency).to.deep.equal({ service: '119', reason: 'smoke' });
+    expect(c('carbon monoxide alarm going off').emergency?.service).to.equal('119');
+    expect(c('我刚被抢了').emergency?.service).to.equal('110');
+    expect(c('有人晕倒了').emergency?.service).to.equal('120');
+    expect(c('上次燃气公司来检查过了，想咨询一下收费')).to.deep.equal({ category: 'consultation', emergency: null, outOfScope: null });
+    expect(c('天然气灶打不着火，请派人维修')).to.include({ category: 'help', emergency: null });
+    expect(c('楼下烧烤店油烟太大，冒烟熏得我家窗户都不敢开')).to.include({ category: 'complaint', emergency: null });
+  });
+
   it('normalizes phone numbers to E.164', () => {
     expect(normalizePhone('13800138000')).to.equal('+8613800138000');
     expect(normalizePhone('+86 138-0013-8000')).to.equal('+8613800138000');

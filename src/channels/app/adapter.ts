@@ -1,10 +1,9 @@
 import type { Logger } from 'pino';
-import type { ServerResponse } from 'node:http';
 import type { Request, Response, NextFunction } from 'express';
 import type { Config } from '../../config.js';
 import type { AdapterContext, ChannelAdapter, OutboundMessage, SendResult } from '../types.js';
 import { AppTicketRequest, toInbound } from './parse.js';
-import { authFailed, bearerAuth, bearerClient, keyLookup, rateLimiter } from '../../http/auth.js';
+import { authFailed, forbidden, type ApiClient } from '../../http/auth.js';
 import { jsonBody } from '../../http/body.js';
 import type { JsonAnswer } from '../../http/fast.js';
 import { GatewayError } from '../../errors.js';
@@ -23,19 +22,16 @@ export class AppAdapter implements ChannelAdapter {
   constructor(private readonly config: Config) {}
 
   async start(ctx: AdapterContext): Promise<void> {
-    const lookup = keyLookup(this.config.APP_API_KEYS);
-    const limit = rateLimiter(this.config.APP_RATE_LIMIT, () => ctx.clock.now());
-    const auth = bearerAuth(lookup);
-    const checkRate = (client: string, res: ServerResponse): void => {
-      const wait = limit(client);
-      if (wait !== null) {
-        res.setHeader('Retry-After', String(wait));
-        throw new GatewayError('RATE_LIMITED', 'too many requests for this API key');
-      }
+    const access = ctx.access;
+    // Only intake clients create tickets: a downstream system answers citizens, it does not
+    // speak for them, and a ticket it created would be owned by no intake client.
+    const mayCreate = (client: ApiClient): string => {
+      if (client.role !== 'intake') throw forbidden('create tickets');
+      return client.name;
     };
-    const rate = (req: Request, res: Response, next: NextFunction) => {
+    const creator = (req: Request, _res: Response, next: NextFunction) => {
       try {
-        checkRate(req.client!, res);
+        mayCreate(req.apiClient!);
       } catch (err) {
         return next(err);
       }
@@ -54,22 +50,22 @@ export class AppAdapter implements ChannelAdapter {
     };
 
     // Serves what the fast path leaves to Express: query strings, compressed bodies, other charsets, Expect.
-    ctx.http.post('/api/v1/tickets', auth, rate, ...jsonBody(this.config.HTTP_JSON_LIMIT), async (req, res) => {
-      const a = await submit(req.body, req.rawBody ?? Buffer.from(JSON.stringify(req.body)), req.client!);
+    ctx.http.post('/api/v1/tickets', access.auth(), creator, ...jsonBody(this.config.HTTP_JSON_LIMIT), async (req, res) => {
+      const a = await submit(req.body, req.rawBody ?? Buffer.from(JSON.stringify(req.body)), req.apiClient!.name);
       res.status(a.status).json(a.body);
     });
     ctx.fast.json('POST', '/api/v1/tickets', {
       limit: this.config.HTTP_JSON_LIMIT,
       admit: (req, res) => {
-        const client = bearerClient(lookup, req.headers.authorization);
+        const client = access.fromBearer(req.headers.authorization);
         if (!client) throw authFailed();
-        checkRate(client, res);
-        return client;
+        access.checkRate(client, res);
+        return mayCreate(client);
       },
       handle: submit,
     });
 
-    registerOpen311(ctx, lookup, limit, () => this.stopped);
+    registerOpen311(ctx, () => this.stopped);
   }
 
   async send(_msg: OutboundMessage): Promise<SendResult> {

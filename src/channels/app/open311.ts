@@ -5,6 +5,7 @@ import type { AdapterContext, Inbound } from '../types.js';
 import { CATEGORIES, type Ticket } from '../../ticket.js';
 import { normalizePhone } from '../../normalize/phone.js';
 import type { IntakeService } from '../../intake.js';
+import type { ApiClient } from '../../http/auth.js';
 
 /**
  * Open311 GeoReport v2 (frozen spec, wiki.open311.org/GeoReport_v2), JSON format.
@@ -60,12 +61,15 @@ function errors(res: Response, status: number, description: string, code = statu
 }
 
 function requestView(t: Ticket, state: { responded: boolean }) {
+  // The service the citizen chose wins over the text classifier's category.
+  const chosen = (t.source.open311 as { service_code?: string } | undefined)?.service_code;
+  const serviceCode = chosen && chosen in SERVICE_NAMES ? chosen : t.category;
   return {
     service_request_id: t.number,
     status: state.responded ? 'closed' : 'open',
     status_notes: null,
-    service_name: SERVICE_NAMES[t.category] ?? t.category,
-    service_code: t.category,
+    service_name: SERVICE_NAMES[serviceCode] ?? serviceCode,
+    service_code: serviceCode,
     description: t.content,
     agency_responsible: null,
     service_notice: null,
@@ -81,17 +85,34 @@ function requestView(t: Ticket, state: { responded: boolean }) {
   };
 }
 
-export function registerOpen311(
-  ctx: AdapterContext,
-  lookup: (k: string | undefined) => string | null,
-  limit: (id: string) => number | null,
-  stopped: () => boolean,
-): void {
+export function registerOpen311(ctx: AdapterContext, stopped: () => boolean): void {
   const r = express.Router();
   const intake = ctx.intake as IntakeService;
   const form = express.urlencoded({ extended: false, limit: ctx.config.HTTP_JSON_LIMIT, parameterLimit: 100 });
 
-  const client = (req: Request): string | null => lookup((req.body?.api_key as string | undefined) ?? (req.query.api_key as string | undefined));
+  const access = ctx.access;
+  /**
+   * The caller by `api_key`, counted against APP_RATE_LIMIT (reads included); null after
+   * the 403 or 429 answer is written.
+   */
+  const caller = (req: Request, res: Response, action: string): ApiClient | null => {
+    const raw = (req.body?.api_key as unknown) ?? req.query.api_key;
+    const c = access.identify(typeof raw === 'string' ? raw : undefined);
+    if (!c) {
+      errors(res, 403, `Invalid api_key received -- can't proceed with ${action}.`);
+      return null;
+    }
+    const wait = access.wait(c);
+    if (wait !== null) {
+      res.setHeader('Retry-After', String(wait));
+      errors(res, 429, 'rate limit exceeded');
+      return null;
+    }
+    return c;
+  };
+  // Contract section 5: an intake client sees only the requests it created; a downstream system sees any.
+  const visible = (c: ApiClient, t: Ticket | null): t is Ticket =>
+    t !== null && (c.role === 'downstream' || (t.channel === 'app' && t.source.client === c.name));
 
   r.get('/discovery.json', (_req, res) => {
     res.json({
@@ -119,13 +140,11 @@ export function registerOpen311(
   r.post('/requests.json', form, async (req, res) => {
     if (stopped()) return errors(res, 503, 'shutting down');
     if (!req.is('application/x-www-form-urlencoded')) return errors(res, 415, 'POST body must be application/x-www-form-urlencoded');
-    const name = client(req);
-    if (!name) return errors(res, 403, "Invalid api_key received -- can't proceed with create_request.");
-    const wait = limit(name);
-    if (wait !== null) {
-      res.setHeader('Retry-After', String(wait));
-      return errors(res, 429, 'rate limit exceeded');
-    }
+    const c = caller(req, res, 'create_request');
+    if (!c) return;
+    // As on the app API: downstream systems answer citizens, they do not file requests for them.
+    if (c.role !== 'intake') return errors(res, 403, 'this api_key may not create requests');
+    const name = c.name;
     const parsed = CreateRequest.safeParse(req.body ?? {});
     if (!parsed.success) {
       const missingService = parsed.error.issues.some((i) => i.path[0] === 'service_code');
@@ -159,21 +178,24 @@ export function registerOpen311(
   const view = async (t: Ticket) => requestView(t, { responded: (await intake.ticketStatus(t.id))?.state === 'responded' });
 
   r.get('/requests.json', async (req, res) => {
-    if (!client(req)) return errors(res, 403, 'Invalid api_key received');
+    const c = caller(req, res, 'get_service_requests');
+    if (!c) return;
     const ids = typeof req.query.service_request_id === 'string' ? req.query.service_request_id.split(',').map((s) => s.trim()).filter(Boolean).slice(0, 1000) : [];
     if (ids.length === 0) return errors(res, 400, 'service_request_id is required (listing by date is not offered)');
     const found: Ticket[] = [];
     for (const n of ids) {
       const t = await intake.getTicketByNumber(n);
-      if (t) found.push(t);
+      if (t && visible(c, t)) found.push(t);
     }
     res.json(await Promise.all(found.map(view)));
   });
 
   r.get('/requests/:id.json', async (req, res) => {
-    if (!client(req)) return errors(res, 403, 'Invalid api_key received');
+    const c = caller(req, res, 'get_service_request');
+    if (!c) return;
     const t = await intake.getTicketByNumber(String(req.params.id));
-    if (!t) return errors(res, 404, 'service_request_id not found');
+    // Another client's request answers exactly as one that does not exist.
+    if (!visible(c, t)) return errors(res, 404, 'service_request_id not found');
     res.json([await view(t)]);
   });
 

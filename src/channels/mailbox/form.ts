@@ -142,6 +142,8 @@ export function mountForm(router: Router, deps: FormDeps): { limiter: RateLimite
   const maxFileBytes = Math.min(config.ATTACHMENT_MAX_BYTES, maxTotalBytes);
 
   const base = (config.PUBLIC_URL ?? '').replace(/\/+$/, '');
+  // Without SMTP nothing is mailed: the pages must not promise an e-mail answer.
+  const mailReplies = Boolean(config.SMTP_URL);
 
   /** Reuse the visitor's CSRF cookie, or set a new one; returns the field value. */
   const csrfFor = (req: Request, res: Response): string => {
@@ -164,6 +166,7 @@ export function mountForm(router: Router, deps: FormDeps): { limiter: RateLimite
         nonce: nonce && /^[A-Za-z0-9_-]{16,64}$/.test(nonce) ? nonce : newNonce(),
         maxFiles: config.FORM_MAX_FILES,
         maxFileSize: sizeText(maxFileBytes),
+        mailReplies,
       }),
     );
   };
@@ -278,11 +281,11 @@ export function mountForm(router: Router, deps: FormDeps): { limiter: RateLimite
     const number = typeof q.number === 'string' ? q.number.trim() : '';
     const code = typeof q.code === 'string' ? normalizeCode(q.code) : '';
     if (!number && !code) {
-      sendHtml(res, 200, lookupFormPage({}));
+      sendHtml(res, 200, lookupFormPage({ mailReplies }));
       return;
     }
     if (limited(req, res, lookupLimiter)) return;
-    const notFound = () => sendHtml(res, 404, lookupFormPage({ number, code, error: '未找到该工单，或查询码不正确。' }));
+    const notFound = () => sendHtml(res, 404, lookupFormPage({ number, code, error: '未找到该工单，或查询码不正确。', mailReplies }));
     if (!/^\d{8}-\d{6,}$/.test(number) || !code) {
       notFound();
       return;

@@ -77,6 +77,8 @@ export interface FormPageData {
   maxFiles: number;
   /** Shown as is, e.g. `10MB`. */
   maxFileSize: string;
+  /** SMTP is configured: receipts and answers also go to the address given. Without it, only the status page has them. */
+  mailReplies: boolean;
 }
 
 const FIELD_LABELS: Record<string, string> = {
@@ -108,14 +110,14 @@ export function formPage(d: FormPageData): string {
   return layout(
     '写信',
     `<h1>给市长写信</h1>
-<p>您的来信将生成工单，我们将在24小时内答复。提交后您会得到工单号和查询码，可凭此查询办理进度。</p>
+<p>您的来信将生成工单，我们将在24小时内答复。提交后您会得到工单号和查询码，可凭此查询办理进度${d.mailReplies ? '' : '和答复'}。</p>
 ${summary}
 <form method="post" action="/mailbox" enctype="multipart/form-data" accept-charset="utf-8">
 <input type="hidden" name="csrf" value="${esc(d.csrf)}">
 <input type="hidden" name="nonce" value="${esc(d.nonce)}">
 ${field('name', '姓名（选填）', '可不填写真实姓名。', `<input id="name" name="name" type="text" maxlength="50" autocomplete="name" value="${esc(v.name)}" aria-describedby="%DESCRIBEDBY%"%INVALID%>`, e.name)}
 ${field('phone', '联系电话（选填）', '便于工作人员联系您核实情况。', `<input id="phone" name="phone" type="tel" maxlength="20" autocomplete="tel" inputmode="tel" value="${esc(v.phone)}" aria-describedby="%DESCRIBEDBY%"%INVALID%>`, e.phone)}
-${field('email', '电子邮箱（选填）', '填写后，受理回执和答复也会发送到此邮箱。', `<input id="email" name="email" type="email" maxlength="254" autocomplete="email" value="${esc(v.email)}" aria-describedby="%DESCRIBEDBY%"%INVALID%>`, e.email)}
+${field('email', '电子邮箱（选填）', d.mailReplies ? '填写后，受理回执和答复也会发送到此邮箱。' : '便于工作人员联系您。答复不通过邮件发送，请凭工单号和查询码在办理进度查询页面查看。', `<input id="email" name="email" type="email" maxlength="254" autocomplete="email" value="${esc(v.email)}" aria-describedby="%DESCRIBEDBY%"%INVALID%>`, e.email)}
 ${field('subject', '标题（必填）', '一句话概括您的诉求，不超过200字。', `<input id="subject" name="subject" type="text" maxlength="200" required value="${esc(v.subject)}" aria-describedby="%DESCRIBEDBY%"%INVALID%>`, e.subject)}
 ${field('content', '诉求内容（必填）', '请写明时间、地点和具体事项，不超过10000字。', `<textarea id="content" name="content" maxlength="10000" required aria-describedby="%DESCRIBEDBY%"%INVALID%>${esc(v.content)}</textarea>`, e.content)}
 ${field('attachments', '附件（选填）', `可上传照片或文件，最多${d.maxFiles}个，每个不超过${d.maxFileSize}。`, `<input id="attachments" name="attachments" type="file" multiple aria-describedby="%DESCRIBEDBY%"%INVALID%>`, e.attachments)}
@@ -149,14 +151,14 @@ export function successPage(d: SuccessPageData): string {
   );
 }
 
-export function lookupFormPage(d: { number?: string; code?: string; error?: string }): string {
+export function lookupFormPage(d: { number?: string; code?: string; error?: string; mailReplies: boolean }): string {
   return layout(
     '办理进度查询',
     `<h1>办理进度查询</h1>
 ${d.error ? `<div class="alert" role="alert"><h2>${esc(d.error)}</h2></div>` : ''}
 <form method="get" action="/mailbox/status">
 ${field('number', '工单号', '例如 20261123-000001', `<input id="number" name="number" type="text" required maxlength="20" inputmode="numeric" value="${esc(d.number)}" aria-describedby="%DESCRIBEDBY%"%INVALID%>`)}
-${field('code', '查询码', '提交信件后页面上显示的8位查询码，也写在受理回执邮件里。', `<input id="code" name="code" type="text" required maxlength="12" autocapitalize="characters" autocomplete="off" value="${esc(d.code)}" aria-describedby="%DESCRIBEDBY%"%INVALID%>`)}
+${field('code', '查询码', `提交信件后页面上显示的8位查询码${d.mailReplies ? '，也写在受理回执邮件里' : ''}。`, `<input id="code" name="code" type="text" required maxlength="12" autocapitalize="characters" autocomplete="off" value="${esc(d.code)}" aria-describedby="%DESCRIBEDBY%"%INVALID%>`)}
 <button type="submit">查询</button>
 </form>`,
   );

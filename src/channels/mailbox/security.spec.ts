@@ -44,7 +44,7 @@ describe('mailbox/security', () => {
 describe('mailbox/pages', () => {
   it('escapes everything the citizen typed', () => {
     expect(esc('<script>"&\'')).to.equal('&lt;script&gt;&quot;&amp;&#39;');
-    const html = formPage({ values: { subject: '"><script>alert(1)</script>' }, errors: { content: '<b>x</b>' }, csrf: 'c', nonce: 'n', maxFiles: 5, maxFileSize: '10MB' });
+    const html = formPage({ values: { subject: '"><script>alert(1)</script>' }, errors: { content: '<b>x</b>' }, csrf: 'c', nonce: 'n', maxFiles: 5, maxFileSize: '10MB', mailReplies: true });
     expect(html).not.to.contain('<script>alert');
     expect(html).to.contain('&lt;b&gt;x&lt;/b&gt;');
     expect(html).to.contain('aria-invalid="true"');

@@ -1,7 +1,7 @@
-import express, { type Request, type Response } from 'express';
+import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import type { Config } from '../../config.js';
-import { trackedWebhook, webhookBodyError } from '../../http/webhook.js';
+import { ReplayGuard, releaseUnlessAcknowledged, timestampFresh, trackedWebhook, webhookBodyError } from '../../http/webhook.js';
 import { GatewayError, errorCode, errorMessage, isTransient } from '../../errors.js';
 import type { AcceptResult, AdapterContext, ChannelAdapter, InboundAttachment, OutboundMessage, SendResult } from '../types.js';
 import { WechatApi } from './api.js';
@@ -9,11 +9,11 @@ import { WechatCrypto, signatureMatches, wechatSignature } from './crypto.js';
 import {
   DEFAULT_WELCOME_ZH,
   classify,
+  encryptElements,
   encryptedReplyXml,
   mediaFileName,
   mediaToFetch,
   mimeFor,
-  parseEnvelope,
   parsePush,
   textReplyXml,
   toInbound,
@@ -67,6 +67,8 @@ class WechatAdapter implements ChannelAdapter {
   private stopped: Promise<void> | null = null;
   private readonly inflight = new Set<Promise<unknown>>();
   private counters = { pushes: 0, tickets: 0, badSignature: 0, mediaErrors: 0 };
+  /** Plaintext signatures already used (they do not cover the body). */
+  private readonly replay: ReplayGuard;
 
   constructor(
     private readonly config: Config,
@@ -74,6 +76,7 @@ class WechatAdapter implements ChannelAdapter {
     private readonly opts: WechatAdapterOptions = {},
   ) {
     this.crypto = config.WECHAT_ENCODING_AES_KEY && config.WECHAT_APP_ID ? new WechatCrypto(config.WECHAT_ENCODING_AES_KEY, config.WECHAT_APP_ID) : null;
+    this.replay = new ReplayGuard(config.WEBHOOK_MAX_SKEW);
     if (config.WECHAT_APP_ID && config.WECHAT_APP_SECRET) {
       this.api = new WechatApi({
         baseUrl: config.WECHAT_API_URL,
@@ -91,7 +94,13 @@ class WechatAdapter implements ChannelAdapter {
       // The push is XML (or, in safe mode, an XML envelope): read it as text whatever the declared type.
       const body = express.text({ type: () => true, limit: this.config.HTTP_JSON_LIMIT, defaultCharset: 'utf-8' });
       ctx.http.get('/wechat', (req, res) => this.verify(req, res));
-      ctx.http.post('/wechat', body, trackedWebhook('wechat', this.logger, this.inflight, (req, res) => this.onPush(req, res)), webhookBodyError);
+      ctx.http.post(
+        '/wechat',
+        (req: Request, res: Response, next: NextFunction) => this.beforeBody(req, res, next),
+        body,
+        trackedWebhook('wechat', this.logger, this.inflight, (req, res) => this.onPush(req, res)),
+        webhookBodyError,
+      );
       if (!this.api) this.logger.warn({ channel: 'wechat' }, 'WECHAT_APP_ID/WECHAT_APP_SECRET not set: no media download and no replies through the customer-service API');
       this.logger.info({ channel: 'wechat', safeMode: Boolean(this.crypto) }, 'WeChat official-account push listening on /wechat');
     }
@@ -136,8 +145,46 @@ class WechatAdapter implements ChannelAdapter {
   private unauthorized(req: Request, res: Response, why: string): void {
     this.counters.badSignature++;
     // Never the body: an unauthenticated body is untrusted input and may hold personal data.
-    this.logger.warn({ channel: 'wechat', ip: req.ip, path: req.path, why }, 'push rejected: wrong signature');
+    this.logger.warn({ channel: 'wechat', ip: req.ip, path: req.path, why }, 'push refused: not authenticated');
     res.status(401).type('text/plain').send('invalid signature');
+  }
+
+  /**
+   * Everything that can be checked from the query string, before the body is read.
+   *
+   * Order, and why:
+   * - Plaintext mode: `signature` = sha1(token, timestamp, nonce) does not cover the
+   *   body, so after it the timestamp must be inside WEBHOOK_MAX_SKEW and the
+   *   signature unused (ReplayGuard); otherwise one captured query string signs
+   *   any body. Only then is the body read and parsed.
+   * - Safe mode: `msg_signature` covers the `<Encrypt>` value, so it can only be
+   *   checked once the body is read. Here: it is present and the timestamp is fresh;
+   *   in onPush the value is taken by a bounded scan (encryptElements), never an
+   *   XML parse, and the XML is parsed only after decrypting what WeChat signed.
+   *   A replay of a safe-mode query string carries the same `<Encrypt>`, the same
+   *   message, which the MsgId dedupe makes one ticket: no ReplayGuard there.
+   * - With WECHAT_ENCODING_AES_KEY set, a plaintext push is refused: its signature
+   *   says nothing about the body, and WeChat in safe mode never sends one.
+   */
+  private beforeBody(req: Request, res: Response, next: NextFunction): void {
+    const query = q(req);
+    if (!query.timestamp || !query.nonce) return this.unauthorized(req, res, 'no timestamp/nonce');
+    const encrypted = query.encrypt_type === 'aes';
+    if (!encrypted) {
+      if (this.crypto) return this.unauthorized(req, res, 'plaintext push while safe mode is on');
+      if (!signatureMatches(wechatSignature(this.config.WECHAT_TOKEN!, query.timestamp, query.nonce), query.signature)) {
+        return this.unauthorized(req, res, 'signature');
+      }
+    } else if (!query.msg_signature) {
+      return this.unauthorized(req, res, 'no msg_signature');
+    }
+    const now = this.now();
+    if (!timestampFresh(query.timestamp, 1000, now, this.config.WEBHOOK_MAX_SKEW)) return this.unauthorized(req, res, 'timestamp outside WEBHOOK_MAX_SKEW');
+    if (!encrypted) {
+      if (!this.replay.claim(query.signature!, Number(query.timestamp) * 1000, now)) return this.unauthorized(req, res, 'signature used before');
+      releaseUnlessAcknowledged(this.replay, query.signature!, res);
+    }
+    next();
   }
 
   private async onPush(req: Request, res: Response): Promise<void> {
@@ -150,30 +197,26 @@ class WechatAdapter implements ChannelAdapter {
     const query = q(req);
     const token = this.config.WECHAT_TOKEN!;
     const raw = typeof req.body === 'string' ? req.body : Buffer.isBuffer(req.body) ? req.body.toString('utf8') : '';
-    if (!query.timestamp || !query.nonce) return this.unauthorized(req, res, 'no timestamp/nonce');
     this.counters.pushes++;
 
-    // 1. Authenticate and, in safe mode, decrypt.
+    // 1. Safe mode: authenticate the body, then decrypt. (Plaintext: authenticated in beforeBody.)
     let xml: string;
     const encrypted = query.encrypt_type === 'aes';
     if (encrypted) {
-      let envelope: { encrypt: string };
+      let signed: string | undefined;
       try {
-        envelope = parseEnvelope(raw);
+        signed = encryptElements(raw).find((e) => signatureMatches(wechatSignature(token, query.timestamp!, query.nonce!, e), query.msg_signature));
       } catch {
-        res.status(400).type('text/plain').send('bad request');
-        return;
+        signed = undefined;
       }
-      if (!signatureMatches(wechatSignature(token, query.timestamp, query.nonce, envelope.encrypt), query.msg_signature)) {
-        return this.unauthorized(req, res, 'msg_signature');
-      }
+      if (signed === undefined) return this.unauthorized(req, res, 'msg_signature');
       if (!this.crypto) {
         this.logger.error({ channel: 'wechat' }, 'safe-mode push received but WECHAT_ENCODING_AES_KEY/WECHAT_APP_ID are not set');
         res.status(503).type('text/plain').send('not configured for safe mode');
         return;
       }
       try {
-        xml = this.crypto.decrypt(envelope.encrypt).message;
+        xml = this.crypto.decrypt(signed).message;
       } catch (err) {
         if (err instanceof GatewayError && err.code === 'AUTH_FAILED') return this.unauthorized(req, res, 'AppID');
         // Signed by WeChat but undecryptable (e.g. the EncodingAESKey was rotated): keep it for operators.
@@ -181,9 +224,6 @@ class WechatAdapter implements ChannelAdapter {
         return;
       }
     } else {
-      if (!signatureMatches(wechatSignature(token, query.timestamp, query.nonce), query.signature)) {
-        return this.unauthorized(req, res, 'signature');
-      }
       xml = raw;
     }
 
@@ -330,6 +370,8 @@ class WechatAdapter implements ChannelAdapter {
       api: Boolean(this.api),
       stopping: this.stopping,
       ...this.counters,
+      replayCache: this.replay.size,
+      replayCacheEvicted: this.replay.evicted,
       ...(this.wechaty ? { wechaty: this.wechaty.status() } : {}),
     };
   }

@@ -98,6 +98,34 @@ export function parseEnvelope(xml: string): { toUserName: string | null; encrypt
   return { toUserName: r.data.ToUserName ?? null, encrypt: r.data.Encrypt };
 }
 
+/** More `<Encrypt>` elements than this is not an envelope WeChat sends. */
+export const MAX_ENCRYPT_ELEMENTS = 4;
+// At the index of an `<Encrypt>` tag: base64 in CDATA or bare, nothing else. The
+// character classes exclude the delimiters, so matching is linear in the input.
+const ENCRYPT_ELEMENT = /<Encrypt>\s*(?:<!\[CDATA\[([A-Za-z0-9+/=]+)\]\]>|([A-Za-z0-9+/=]+))\s*<\/Encrypt>/y;
+
+/**
+ * The values of the `<Encrypt>` elements of a safe-mode (or compatible-mode) body,
+ * found by a bounded scan instead of an XML parse, so that the signature can be
+ * checked before an unauthenticated body costs a parse. Occurrences that are not
+ * exactly `<Encrypt>` + base64 (CDATA or bare) + `</Encrypt>` are skipped: only a
+ * value that `msg_signature` signs is ever used, wherever it stood. Throws
+ * INPUT_INVALID for more than MAX_ENCRYPT_ELEMENTS occurrences.
+ */
+export function encryptElements(body: string): string[] {
+  const out: string[] = [];
+  let seen = 0;
+  for (let at = body.indexOf('<Encrypt>'); at !== -1; at = body.indexOf('<Encrypt>', at + 1)) {
+    if (++seen > MAX_ENCRYPT_ELEMENTS) {
+      throw new GatewayError('INPUT_INVALID', `safe-mode push has more than ${MAX_ENCRYPT_ELEMENTS} <Encrypt> elements`, { transient: false });
+    }
+    ENCRYPT_ELEMENT.lastIndex = at;
+    const m = ENCRYPT_ELEMENT.exec(body);
+    if (m) out.push((m[1] ?? m[2])!);
+  }
+  return out;
+}
+
 export const TICKET_TYPES = ['text', 'image', 'voice', 'location', 'link', 'video', 'shortvideo'] as const;
 export type TicketMsgType = (typeof TICKET_TYPES)[number];
 

@@ -1,7 +1,7 @@
-import express, { type Request, type Response } from 'express';
+import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import type { Config } from '../../config.js';
-import { trackedWebhook, webhookBodyError } from '../../http/webhook.js';
+import { ReplayGuard, releaseUnlessAcknowledged, timestampFresh, trackedWebhook, webhookBodyError } from '../../http/webhook.js';
 import { GatewayError, errorCode, errorMessage, isTransient } from '../../errors.js';
 import type { AdapterContext, ChannelAdapter, OutboundMessage, SendResult } from '../types.js';
 import { classify, isTransientWeiboError, parsePush, replyForm, toInbound, verifyWeiboSignature, type WeiboPush } from './parse.js';
@@ -32,12 +32,15 @@ class WeiboAdapter implements ChannelAdapter {
   private readonly inflight = new Set<Promise<unknown>>();
   private counters = { pushes: 0, tickets: 0, badSignature: 0 };
   private readonly replyUrl: string;
+  /** Signatures already used: Weibo's covers (App Secret, timestamp, nonce), not the body. */
+  private readonly replay: ReplayGuard;
 
   constructor(
     private readonly config: Config,
     private readonly logger: Logger,
   ) {
     this.replyUrl = `${config.WEIBO_API_URL.replace(/\/+$/, '')}/2/messages/reply.json`;
+    this.replay = new ReplayGuard(config.WEBHOOK_MAX_SKEW);
   }
 
   async start(ctx: AdapterContext): Promise<void> {
@@ -47,6 +50,7 @@ class WeiboAdapter implements ChannelAdapter {
     ctx.http.get('/weibo', (req, res) => this.verify(req, res));
     ctx.http.post(
       '/weibo',
+      (req: Request, res: Response, next: NextFunction) => this.beforeBody(req, res, next),
       body,
       trackedWebhook('weibo', this.logger, this.inflight, (req, res) => this.onPush(req, res)),
       webhookBodyError,
@@ -65,10 +69,27 @@ class WeiboAdapter implements ChannelAdapter {
     res.status(200).type('text/plain').send(q.echostr);
   }
 
+  /**
+   * The signature covers (App Secret, timestamp, nonce) only, never the body, so it
+   * is checked with the timestamp (milliseconds, within WEBHOOK_MAX_SKEW) and
+   * refused when used before (ReplayGuard), all before the body is read or parsed:
+   * otherwise one captured query string would sign any body.
+   */
+  private beforeBody(req: Request, res: Response, next: NextFunction): void {
+    const q = query(req);
+    if (!verifyWeiboSignature(this.config.WEIBO_APP_SECRET!, q)) return this.unauthorized(req, res, 'push');
+    // Routes are mounted in start(), so ctx is set.
+    const now = this.ctx!.clock.now();
+    if (!timestampFresh(q.timestamp!, 1, now, this.config.WEBHOOK_MAX_SKEW)) return this.unauthorized(req, res, 'timestamp outside WEBHOOK_MAX_SKEW');
+    if (!this.replay.claim(q.signature!, Number(q.timestamp), now)) return this.unauthorized(req, res, 'signature used before');
+    releaseUnlessAcknowledged(this.replay, q.signature!, res);
+    next();
+  }
+
   private unauthorized(req: Request, res: Response, what: string): void {
     this.counters.badSignature++;
     // Logged without the body: unauthenticated input.
-    this.logger.warn({ channel: 'weibo', ip: req.ip, path: req.path, what, signed: typeof req.query.signature === 'string' }, 'wrong or missing signature');
+    this.logger.warn({ channel: 'weibo', ip: req.ip, path: req.path, what, signed: typeof req.query.signature === 'string' }, 'request refused: not authenticated');
     res.status(401).type('text/plain').send('invalid signature');
   }
 
@@ -82,7 +103,6 @@ class WeiboAdapter implements ChannelAdapter {
       res.status(503).type('text/plain').send('shutting down');
       return;
     }
-    if (!verifyWeiboSignature(this.config.WEIBO_APP_SECRET!, query(req))) return this.unauthorized(req, res, 'push');
     this.counters.pushes++;
     const intake = this.ctx.intake;
     const raw = typeof req.body === 'string' ? req.body : Buffer.isBuffer(req.body) ? req.body.toString('utf8') : '';
@@ -169,6 +189,12 @@ class WeiboAdapter implements ChannelAdapter {
   }
 
   status(): Record<string, unknown> {
-    return { replies: Boolean(this.config.WEIBO_ACCESS_TOKEN), stopping: this.stopping, ...this.counters };
+    return {
+      replies: Boolean(this.config.WEIBO_ACCESS_TOKEN),
+      stopping: this.stopping,
+      ...this.counters,
+      replayCache: this.replay.size,
+      replayCacheEvicted: this.replay.evicted,
+    };
   }
 }

@@ -8,6 +8,7 @@ import type {
   DueDeadline,
   FiredDeadline,
   OutboundInsert,
+  OutboundKind,
   OutboundRecord,
   OutboundResult,
   OutboxMessage,
@@ -253,8 +254,9 @@ export class SqliteStore implements Store {
     return this.journal.run(() => this.journal.outboundDelivery(channel, upstreamId, status));
   }
 
-  async outboundOfTicket(ticketId: string, limit: number): Promise<OutboundRecord[]> {
-    return this.journal.outboundByTicket(ticketId, limit).map(toOutboundRecord);
+  async outboundOfTicket(ticketId: string, limit: number, kind?: OutboundKind): Promise<OutboundRecord[]> {
+    const rows = kind === 'reply' ? this.journal.lastReplies(ticketId, limit) : this.journal.outboundByTicket(ticketId, limit);
+    return (kind && kind !== 'reply' ? rows.filter((r) => r.kind === kind) : rows).map(toOutboundRecord);
   }
 
   async nextOutboundAfter(after: number): Promise<number | null> {

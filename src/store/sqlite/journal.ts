@@ -262,6 +262,10 @@ export class Journal {
          ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until WHERE leases.owner = excluded.owner OR leases.until < ?`,
       ),
       leaseDrop: db.prepare(`DELETE FROM leases WHERE name = ? AND owner = ?`),
+      lastReplies: db.prepare(
+        `SELECT * FROM (SELECT rowid AS seq_, * FROM outbound WHERE ticket_id = ? AND kind = 'reply' ORDER BY created_at DESC, rowid DESC LIMIT ?)
+         ORDER BY created_at, seq_`,
+      ),
       outboundDelivery: db.prepare(`UPDATE outbound SET delivery = ? WHERE channel = ? AND upstream_id = ?`),
       kvGet: db.prepare(`SELECT value FROM kv WHERE channel = ? AND key = ?`),
       kvSet: db.prepare(
@@ -675,6 +679,11 @@ export class Journal {
 
   dropLease(name: string, owner: string): void {
     this.stmts.leaseDrop.run(name, owner);
+  }
+
+  /** A ticket's last `limit` replies, oldest first. */
+  lastReplies(ticketId: string, limit: number): OutboundRow[] {
+    return this.stmts.lastReplies.all(ticketId, limit) as OutboundRow[];
   }
 
   kvGet(channel: string, key: string): string | null {

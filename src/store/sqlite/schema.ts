@@ -87,5 +87,12 @@ export function migrate(db: Database.Database): void {
       db.exec(`DROP TABLE deadlines`);
     }
     db.exec(INDEXES_AFTER_MIGRATION);
+    // Reply rows were keyed `reply:<replyId>`, one replyId for all tickets; a replyId is now
+    // unique within its ticket only, keyed `reply:<ticketId>:<replyId>` (outboundId.reply in
+    // lifecycle.ts). Old rows move to the new key, so re-posting an old replyId on its ticket
+    // is still a duplicate and the status still names it. Rows already moved are skipped.
+    db.exec(`UPDATE outbound SET id = 'reply:' || ticket_id || ':' || substr(id, 7)
+             WHERE kind = 'reply' AND ticket_id IS NOT NULL AND substr(id, 1, 6) = 'reply:'
+               AND substr(id, 7, length(ticket_id) + 1) <> ticket_id || ':'`);
   })();
 }

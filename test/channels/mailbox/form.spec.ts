@@ -177,6 +177,28 @@ describe('mailbox channel: web form (headless Chromium, no JavaScript)', functio
     expect(await tg.created.settle((x) => x.body.subject === '超大附件', 300)).to.have.length(0);
   });
 
+  it('promises an e-mail answer only when SMTP is on; without it, points to the status page', async () => {
+    const withMail = await (await fetch(`${tg.baseUrl}/mailbox`)).text();
+    expect(withMail).to.contain('受理回执和答复也会发送到此邮箱');
+    expect(await (await fetch(`${tg.baseUrl}/mailbox/status`)).text()).to.contain('也写在受理回执邮件里');
+
+    const noMail = await startTestGateway({}, { noCollectors: true });
+    try {
+      const page = await browser.newPage();
+      await page.goto(`${noMail.baseUrl}/mailbox`);
+      const hint = await page.textContent('#email-hint');
+      expect(hint).to.contain('答复不通过邮件发送').and.contain('办理进度查询页面');
+      expect(await page.content()).not.to.contain('发送到此邮箱');
+      expect(await page.textContent('main p')).to.contain('查询办理进度和答复');
+      await browser.screenshot(page, 'mailbox-form-no-smtp');
+      await page.goto(`${noMail.baseUrl}/mailbox/status`);
+      expect(await page.textContent('#code-hint')).to.equal('提交信件后页面上显示的8位查询码。');
+      await page.close();
+    } finally {
+      await noMail.stop();
+    }
+  });
+
   it('limits submissions per IP per minute: 429 with Retry-After', async () => {
     await tg.restart({ FORM_RATE_LIMIT: 2 });
     const { cookie, csrf } = await openForm(tg.baseUrl);

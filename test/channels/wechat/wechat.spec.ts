@@ -87,44 +87,6 @@ describe('wechat channel (end to end)', function () {
     });
   });
 
-  describe('plaintext mode', () => {
-    it('text → ticket, passive receipt naming the number, ticket.acknowledged via passive-reply', async () => {
-      const { msgId, xml } = msg('text', { Content: '幸福小区3号楼门口路灯不亮已经一周了' });
-      const r = await pushToWechat(tg.baseUrl, plain, xml, { signal: AbortSignal.timeout(5000) });
-      expect(r.status).to.equal(200);
-      expect(r.reply).to.include({ ToUserName: 'oCitizen_openid_1', FromUserName: GH, MsgType: 'text' });
-      const ticket = await createdFor(msgId);
-      expect(ticket.channel).to.equal('wechat');
-      expect(ticket.channelMessageIds).to.deep.equal([msgId]);
-      expect(ticket.content).to.equal('幸福小区3号楼门口路灯不亮已经一周了');
-      expect(ticket.citizen.channelUserId).to.equal('oCitizen_openid_1');
-      expect(r.reply!.Content).to.contain(ticket.number);
-      const [ack] = await tg.events.waitFor((e) => e.routingKey === 'ticket.acknowledged.wechat' && e.body.ticketId === ticket.id);
-      expect(ack!.body.via).to.equal('passive-reply');
-    });
-
-    it('a WeChat retry of the same MsgId gives one ticket and the same receipt', async () => {
-      const { msgId, xml } = msg('text', { Content: '噪音扰民，晚上施工' });
-      const [a, b, c] = await Promise.all([pushToWechat(tg.baseUrl, plain, xml), pushToWechat(tg.baseUrl, plain, xml), pushToWechat(tg.baseUrl, plain, xml)]);
-      const ticket = await createdFor(msgId);
-      for (const r of [a, b, c]) expect(r!.reply!.Content).to.contain(ticket.number);
-      const again = await pushToWechat(tg.baseUrl, plain, xml);
-      expect(again.reply!.Content).to.contain(ticket.number);
-      const all = await tg.created.settle((x) => x.body.id === ticket.id, 500);
-      expect(all).to.have.length(1);
-    });
-
-    it('wrong signature → 401 and no ticket', async () => {
-      const { msgId, xml } = msg('text', { Content: '伪造的消息' });
-      const r = await pushToWechat(tg.baseUrl, plain, xml, { badSignature: true });
-      expect(r.status).to.equal(401);
-      const r2 = await pushToWechat(tg.baseUrl, { ...plain, token: 'other-token' }, xml);
-      expect(r2.status).to.equal(401);
-      const found = await tg.created.settle((x) => x.body.id === ticketIdFor('wechat', msgId), 500);
-      expect(found).to.have.length(0);
-    });
-  });
-
   describe('safe mode (安全模式)', () => {
     it('decrypts the push; the encrypted passive reply is signed and names the ticket number', async () => {
       const { msgId, xml } = msg('text', { Content: '安全模式：井盖丢失' }, 'oCitizen_safe');
@@ -144,6 +106,12 @@ describe('wechat channel (end to end)', function () {
       const { msgId, xml } = msg('text', { Content: '伪造' });
       expect((await pushToWechat(tg.baseUrl, safe, xml, { badSignature: true })).status).to.equal(401);
       expect((await pushToWechat(tg.baseUrl, safe, xml, { cryptAppId: 'wx_not_ours' })).status).to.equal(401);
+      expect(await tg.created.settle((x) => x.body.id === ticketIdFor('wechat', msgId), 500)).to.have.length(0);
+    });
+
+    it('a plaintext push, even one signed with the right token, → 401 and no ticket', async () => {
+      const { msgId, xml } = msg('text', { Content: '明文推送' });
+      expect((await pushToWechat(tg.baseUrl, plain, xml)).status).to.equal(401);
       expect(await tg.created.settle((x) => x.body.id === ticketIdFor('wechat', msgId), 500)).to.have.length(0);
     });
 
@@ -175,7 +143,7 @@ describe('wechat channel (end to end)', function () {
     it('voice: Recognition is the content, the audio is attached', async () => {
       fake.media.set('MEDIA_VOICE_1', { data: Buffer.from('#!AMR\n....'), contentType: 'audio/amr' });
       const { msgId, xml } = msg('voice', { MediaId: 'MEDIA_VOICE_1', Format: 'amr', Recognition: '我要投诉小区物业不作为' });
-      await pushToWechat(tg.baseUrl, plain, xml);
+      await pushToWechat(tg.baseUrl, safe, xml);
       const ticket = await createdFor(msgId);
       expect(ticket.content).to.equal('我要投诉小区物业不作为');
       expect(ticket.attachments[0]).to.include({ mimeType: 'audio/amr' });
@@ -184,7 +152,7 @@ describe('wechat channel (end to end)', function () {
 
     it('location: Location_X latitude, Location_Y longitude, Label address', async () => {
       const { msgId, xml } = msg('location', { Location_X: '23.134521', Location_Y: '113.358803', Scale: 20, Label: '广州市天河区天河路' });
-      await pushToWechat(tg.baseUrl, plain, xml);
+      await pushToWechat(tg.baseUrl, safe, xml);
       const ticket = await createdFor(msgId);
       expect(ticket.location).to.deep.equal({ lat: 23.134521, lon: 113.358803, address: '广州市天河区天河路' });
     });
@@ -193,7 +161,7 @@ describe('wechat channel (end to end)', function () {
       const link = msg('link', { Title: '违建举报', Description: '楼顶加盖', Url: 'http://example.org/a' });
       const video = msg('video', { MediaId: 'V1', ThumbMediaId: 'T1' });
       const short = msg('shortvideo', { MediaId: 'V2', ThumbMediaId: 'T2' });
-      for (const m of [link, video, short]) expect((await pushToWechat(tg.baseUrl, plain, m.xml)).status).to.equal(200);
+      for (const m of [link, video, short]) expect((await pushToWechat(tg.baseUrl, safe, m.xml)).status).to.equal(200);
       expect((await createdFor(link.msgId)).content).to.equal('违建举报\n楼顶加盖\nhttp://example.org/a');
       expect((await createdFor(video.msgId)).source).to.include({ msgType: 'video', mediaId: 'V1' });
       expect((await createdFor(short.msgId)).source).to.include({ msgType: 'shortvideo', mediaId: 'V2' });
@@ -207,7 +175,7 @@ describe('wechat channel (end to end)', function () {
       expect(r.reply!.ToUserName).to.equal('oNewFan');
       for (const ev of ['unsubscribe', 'CLICK', 'VIEW', 'SCAN', 'LOCATION']) {
         const x = wechatXml({ ToUserName: GH, FromUserName: 'oNewFan', CreateTime: createTime, MsgType: 'event', Event: ev, EventKey: 'k' });
-        const rr = await pushToWechat(tg.baseUrl, plain, x);
+        const rr = await pushToWechat(tg.baseUrl, safe, x);
         expect(rr.body).to.equal('success');
       }
       expect(await tg.created.settle((x) => x.body.citizen.channelUserId === 'oNewFan', 500)).to.have.length(0);
@@ -215,7 +183,7 @@ describe('wechat channel (end to end)', function () {
 
     it('unknown MsgType → intake.rejected (unsupported_type) and `success`', async () => {
       const { xml } = msg('miniprogrampage', { Title: 'x' }, 'oOddUser');
-      const r = await pushToWechat(tg.baseUrl, plain, xml);
+      const r = await pushToWechat(tg.baseUrl, safe, xml);
       expect(r.body).to.equal('success');
       const [rej] = await tg.rejected.waitFor((x) => x.routingKey === 'intake.rejected.wechat' && x.body.reason === 'unsupported_type');
       expect(rej).to.exist;
@@ -226,7 +194,7 @@ describe('wechat channel (end to end)', function () {
     it('an API error is noted in source.mediaError', async () => {
       fake.media.set('MEDIA_BAD', { data: Buffer.alloc(0), contentType: 'image/jpeg', errcode: 40007 });
       const { msgId, xml } = msg('image', { PicUrl: 'http://mmbiz.qpic.cn/bad.jpg', MediaId: 'MEDIA_BAD' });
-      const r = await pushToWechat(tg.baseUrl, plain, xml);
+      const r = await pushToWechat(tg.baseUrl, safe, xml);
       const ticket = await createdFor(msgId);
       expect(r.reply!.Content).to.contain(ticket.number);
       expect(ticket.attachments).to.have.length(0);
@@ -237,7 +205,7 @@ describe('wechat channel (end to end)', function () {
     it('an HTTP 500 from the media server is noted too', async () => {
       fake.media.set('MEDIA_500', { data: Buffer.alloc(0), contentType: 'image/jpeg', httpStatus: 500 });
       const { msgId, xml } = msg('image', { PicUrl: 'http://p/x.jpg', MediaId: 'MEDIA_500' });
-      await pushToWechat(tg.baseUrl, plain, xml);
+      await pushToWechat(tg.baseUrl, safe, xml);
       expect((await createdFor(msgId)).source.mediaError).to.match(/500/);
     });
 
@@ -255,7 +223,7 @@ describe('wechat channel (end to end)', function () {
       const before = fake.tokensIssued;
       fake.expireToken();
       const { msgId, xml } = msg('image', { PicUrl: 'http://p/t.jpg', MediaId: 'MEDIA_TOKEN' });
-      await pushToWechat(tg.baseUrl, plain, xml);
+      await pushToWechat(tg.baseUrl, safe, xml);
       const ticket = await createdFor(msgId);
       expect(ticket.attachments).to.have.length(1);
       expect(fake.tokensIssued).to.equal(before + 1);
@@ -265,7 +233,7 @@ describe('wechat channel (end to end)', function () {
   describe('replies through the customer-service API', () => {
     it('POST /api/v1/tickets/:id/replies reaches custom/send as {touser, msgtype:text, text:{content}}', async () => {
       const { msgId, xml } = msg('text', { Content: '请问社保卡怎么补办' }, 'oReplyUser');
-      await pushToWechat(tg.baseUrl, plain, xml);
+      await pushToWechat(tg.baseUrl, safe, xml);
       const ticket = await createdFor(msgId);
       const res = await tg.post(`/api/v1/tickets/${ticket.id}/replies`, { replyId: `r-${msgId}`, text: '您好，请携带身份证到社保中心办理。' });
       expect(res.status).to.equal(202);
@@ -278,7 +246,7 @@ describe('wechat channel (end to end)', function () {
 
     it('a reply published to tickets.replies goes out too; system busy (-1) and an expired token are retried', async () => {
       const { msgId, xml } = msg('text', { Content: '公交站台损坏' }, 'oQueueUser');
-      await pushToWechat(tg.baseUrl, plain, xml);
+      await pushToWechat(tg.baseUrl, safe, xml);
       const ticket = await createdFor(msgId);
       fake.failSendTo('oQueueUser', [-1, 42001]);
       await publishJson(tg.amqpUrl, 'tickets.replies', { ticketId: ticket.id, replyId: `q-${msgId}`, text: '已转交交通部门处理。' });
@@ -288,7 +256,7 @@ describe('wechat channel (end to end)', function () {
 
     it('45015 (outside the 48-hour window) is permanent: reply.failed with the errcode', async () => {
       const { msgId, xml } = msg('text', { Content: '路面塌陷' }, 'oLateUser');
-      await pushToWechat(tg.baseUrl, plain, xml);
+      await pushToWechat(tg.baseUrl, safe, xml);
       const ticket = await createdFor(msgId);
       fake.failSendTo('oLateUser', [45015]);
       await tg.post(`/api/v1/tickets/${ticket.id}/replies`, { replyId: `late-${msgId}`, text: '答复' });
@@ -340,5 +308,63 @@ describe('wechat channel with the broker unreachable', function () {
     const ticket = (await res.json()) as { number: string; content: string };
     expect(r.reply!.Content).to.contain(ticket.number);
     expect(ticket.content).to.equal('停水了，什么时候恢复');
+  });
+});
+
+describe('wechat channel in plaintext mode (end to end)', function () {
+  this.timeout(60_000);
+  let fake: FakeWechat;
+  let tg: TestGateway;
+
+  before(async () => {
+    fake = await startFakeWechat({ appId: APP_ID, appSecret: APP_SECRET });
+    // No EncodingAESKey: with one, plaintext pushes are refused.
+    tg = await startTestGateway(wechatConfig(fake, { WECHAT_ENCODING_AES_KEY: '' }));
+  });
+  after(async () => {
+    await tg?.stop();
+    await fake?.close();
+  });
+
+  const createdFor = async (msgId: string) => {
+    const id = ticketIdFor('wechat', msgId);
+    const [m] = await tg.created.waitFor((x) => x.body.id === id);
+    return m!.body;
+  };
+
+  it('text → ticket, passive receipt naming the number, ticket.acknowledged via passive-reply', async () => {
+    const { msgId, xml } = msg('text', { Content: '幸福小区3号楼门口路灯不亮已经一周了' });
+    const r = await pushToWechat(tg.baseUrl, plain, xml, { signal: AbortSignal.timeout(5000) });
+    expect(r.status).to.equal(200);
+    expect(r.reply).to.include({ ToUserName: 'oCitizen_openid_1', FromUserName: GH, MsgType: 'text' });
+    const ticket = await createdFor(msgId);
+    expect(ticket.channel).to.equal('wechat');
+    expect(ticket.channelMessageIds).to.deep.equal([msgId]);
+    expect(ticket.content).to.equal('幸福小区3号楼门口路灯不亮已经一周了');
+    expect(ticket.citizen.channelUserId).to.equal('oCitizen_openid_1');
+    expect(r.reply!.Content).to.contain(ticket.number);
+    const [ack] = await tg.events.waitFor((e) => e.routingKey === 'ticket.acknowledged.wechat' && e.body.ticketId === ticket.id);
+    expect(ack!.body.via).to.equal('passive-reply');
+  });
+
+  it('a WeChat retry of the same MsgId gives one ticket and the same receipt', async () => {
+    const { msgId, xml } = msg('text', { Content: '噪音扰民，晚上施工' });
+    const [a, b, c] = await Promise.all([pushToWechat(tg.baseUrl, plain, xml), pushToWechat(tg.baseUrl, plain, xml), pushToWechat(tg.baseUrl, plain, xml)]);
+    const ticket = await createdFor(msgId);
+    for (const r of [a, b, c]) expect(r!.reply!.Content).to.contain(ticket.number);
+    const again = await pushToWechat(tg.baseUrl, plain, xml);
+    expect(again.reply!.Content).to.contain(ticket.number);
+    const all = await tg.created.settle((x) => x.body.id === ticket.id, 500);
+    expect(all).to.have.length(1);
+  });
+
+  it('wrong signature → 401 and no ticket', async () => {
+    const { msgId, xml } = msg('text', { Content: '伪造的消息' });
+    const r = await pushToWechat(tg.baseUrl, plain, xml, { badSignature: true });
+    expect(r.status).to.equal(401);
+    const r2 = await pushToWechat(tg.baseUrl, { ...plain, token: 'other-token' }, xml);
+    expect(r2.status).to.equal(401);
+    const found = await tg.created.settle((x) => x.body.id === ticketIdFor('wechat', msgId), 500);
+    expect(found).to.have.length(0);
   });
 });
