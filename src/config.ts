@@ -64,7 +64,8 @@ const trustedProxies = () =>
  * once, here; the rest of the code receives the typed object.
  */
 const coreConfig = {
-  AMQP_URL: z.string().refine((v) => /^amqps?:\/\//.test(v), 'expected an amqp:// or amqps:// URL'),
+  /** One URL, or the comma-separated URLs of a RabbitMQ cluster's nodes (tried in order). */
+  AMQP_URL: z.string().refine((v) => v.split(',').every((u) => /^amqps?:\/\//.test(u.trim())), 'expected an amqp:// or amqps:// URL, or several separated by commas'),
   HTTP_PORT: port(),
   HTTP_HOST: z.string().min(1),
   DATA_DIR: z.string().min(1),

@@ -106,7 +106,9 @@ export class Gateway {
       this.metrics,
     );
     this.store.onOutbox = () => this.broker.committed();
-    this.deadlines = new DeadlineScheduler(this.store, deadlineFired, this.clock, this.logger, this.metrics);
+    // A shared store gets rows from other instances too: look every half second.
+    const shared = this.store.kind !== 'sqlite';
+    this.deadlines = new DeadlineScheduler(this.store, deadlineFired, this.clock, this.logger, this.metrics, shared ? 500 : undefined);
     this.outbound = new OutboundDispatcher(
       this.store,
       this.instanceId,
@@ -115,6 +117,7 @@ export class Gateway {
       this.clock,
       this.logger,
       this.metrics,
+      shared ? 1000 : undefined,
     );
     this.intake.hooks = { deadlineAdded: (t) => this.deadlines.noteDue(t), outboundAdded: () => this.outbound.wake() };
     this.app = this.buildApp();

@@ -44,6 +44,8 @@ export class OutboundDispatcher {
     private readonly clock: Clock,
     private readonly logger: Logger,
     private readonly metrics: Metrics,
+    /** Longest sleep between looks at the store (short when other instances add rows too). */
+    private readonly maxSleepMs = MAX_SLEEP,
   ) {}
 
   start(): void {
@@ -68,7 +70,7 @@ export class OutboundDispatcher {
       this.timer = null;
       this.armedFor = null;
       void this.scan();
-    }, Math.max(0, Math.min(at - this.clock.now(), MAX_SLEEP)));
+    }, Math.max(0, Math.min(at - this.clock.now(), this.maxSleepMs)));
   }
 
   private async scan(): Promise<void> {
@@ -93,7 +95,7 @@ export class OutboundDispatcher {
       // Rows due at `now` were taken above (or are in flight and wake us when done); arm for the
       // first one after it. Reading the clock once matters: a timer may fire a millisecond early.
       const next = await this.store.nextOutboundAfter(now);
-      if (next !== null) this.arm(next);
+      this.arm(next ?? now + this.maxSleepMs);
     } catch (err) {
       this.logger.error({ err: errorMessage(err) }, 'outbound scan failed');
       this.arm(this.clock.now() + 1000);

@@ -30,6 +30,13 @@ export class DeadlineScheduler {
     private readonly clock: Clock,
     private readonly logger: Logger,
     private readonly metrics: Metrics,
+    /**
+     * Longest sleep between looks at the store. With several instances another one
+     * may add an earlier deadline (or die holding some): a short poll keeps every
+     * event within a second of its time. Alone, the timer is always armed for the
+     * earliest one, and it only needs waking hourly.
+     */
+    private readonly maxSleepMs = MAX_SLEEP,
   ) {}
 
   start(): void {
@@ -45,7 +52,7 @@ export class DeadlineScheduler {
   private arm(dueAt: number): void {
     if (this.timer) clearTimeout(this.timer);
     this.armedFor = dueAt;
-    const delay = Math.max(0, Math.min(dueAt - this.clock.now(), MAX_SLEEP));
+    const delay = Math.max(0, Math.min(dueAt - this.clock.now(), this.maxSleepMs));
     this.timer = setTimeout(() => {
       this.timer = null;
       this.armedFor = null;
@@ -79,7 +86,7 @@ export class DeadlineScheduler {
     this.running = false;
     if (this.stopped) return;
     const next = await this.store.nextDeadline().catch(() => null);
-    if (next !== null) this.arm(next);
+    this.arm(next ?? this.clock.now() + this.maxSleepMs);
   }
 
   stop(): void {

@@ -56,6 +56,9 @@ export class Broker {
   private repliesInFlight = new Set<Promise<void>>();
   /** Why the last connect failed (or the link dropped), as shown on /readyz; null while up. */
   lastError: string | null = null;
+  private readonly urls: string[];
+  /** The node to try first. */
+  private urlIndex = 0;
   connectedAt: number | null = null;
   /** When each failure reason was last logged, for rate-limiting (cleared on connect). */
   private failureLogged = new Map<string, { at: number; suppressed: number }>();
@@ -65,7 +68,9 @@ export class Broker {
     private readonly opts: BrokerOptions,
     private readonly logger: Logger,
     private readonly metrics: Metrics,
-  ) {}
+  ) {
+    this.urls = opts.url.split(',').map((u) => u.trim()).filter(Boolean);
+  }
 
   get state(): 'up' | 'down' {
     return this.pub ? 'up' : 'down';
@@ -109,15 +114,37 @@ export class Broker {
     }, this.opts.lingerMs);
   }
 
+  /**
+   * `AMQP_URL` may list the nodes of a RabbitMQ cluster. Each attempt starts at the
+   * node last used and goes round the list once; a link that was lost starts at the
+   * next node, since its own just went away (quorum queues live on every node, so
+   * the same messages are there).
+   */
   private async connect(): Promise<void> {
     if (this.stopped || this.connecting || this.conn) return;
     this.connecting = true;
+    try {
+      for (let k = 0; k < this.urls.length && !this.stopped && !this.conn; k++) {
+        const i = (this.urlIndex + k) % this.urls.length;
+        if (await this.connectTo(this.urls[i]!)) {
+          this.urlIndex = i;
+          return;
+        }
+      }
+      this.scheduleReconnect();
+    } finally {
+      this.connecting = false;
+    }
+  }
+
+  /** One node: true once the link is up (or the relay stopped meanwhile). */
+  private async connectTo(url: string): Promise<boolean> {
     let conn: ChannelModel | null = null;
     try {
-      conn = await amqp.connect(this.opts.url, { clientProperties: { connection_name: 'intake-gateway' }, timeout: 5000 });
+      conn = await amqp.connect(url, { clientProperties: { connection_name: 'intake-gateway' }, timeout: 5000 });
       conn.on('error', (err: Error) => {
         // The reason a live link is closed (CONNECTION_FORCED, a missed heartbeat) stays on /readyz until it returns.
-        this.lastError = connectFailure(err, this.opts.url).reason;
+        this.lastError = connectFailure(err, url).reason;
         this.logger.warn({ err: errorMessage(err) }, 'broker connection error');
       });
       conn.on('close', () => this.onClose(conn!));
@@ -148,7 +175,7 @@ export class Broker {
       await declareTopology(pub);
       if (this.stopped) {
         await conn.close().catch(() => {});
-        return;
+        return true;
       }
       this.conn = conn;
       this.pub = pub;
@@ -158,19 +185,18 @@ export class Broker {
       this.failureLogged.clear();
       this.connectedAt = Date.now();
       this.metrics.brokerUp.set(1);
-      this.logger.info({ url: redact(this.opts.url), failedAttempts }, 'broker connected');
+      this.logger.info({ url: redact(url), failedAttempts }, 'broker connected');
       if (this.opts.onReply) await this.startConsumer(conn);
       // Everything taken before and not confirmed is published again on the new link.
       await this.store.releaseOutbox();
       this.wake();
+      return true;
     } catch (err) {
-      const failure = connectFailure(err, this.opts.url);
+      const failure = connectFailure(err, url);
       this.lastError = failure.reason;
-      this.logConnectFailure(failure);
+      this.logConnectFailure(failure, url);
       if (conn) await conn.close().catch(() => {});
-      this.scheduleReconnect();
-    } finally {
-      this.connecting = false;
+      return false;
     }
   }
 
@@ -180,7 +206,7 @@ export class Broker {
    * appears and then at most once per CONNECT_FAILURE_LOG_EVERY_MS, with the count of
    * attempts that failed the same way in between.
    */
-  private logConnectFailure(f: ConnectFailure): void {
+  private logConnectFailure(f: ConnectFailure, url: string): void {
     const now = Date.now();
     const seen = this.failureLogged.get(f.reason);
     if (seen && now - seen.at < CONNECT_FAILURE_LOG_EVERY_MS) {
@@ -190,7 +216,7 @@ export class Broker {
     // Reasons can carry addresses (one per DNS answer): keep the map small.
     if (!seen && this.failureLogged.size >= 32) this.failureLogged.clear();
     this.logger.warn(
-      { url: redact(this.opts.url), code: f.code, reason: f.reason, attempt: this.attempt + 1, sameSinceLastLog: seen?.suppressed ?? 0 },
+      { url: redact(url), code: f.code, reason: f.reason, attempt: this.attempt + 1, sameSinceLastLog: seen?.suppressed ?? 0 },
       'broker connect failed; journaling and retrying',
     );
     this.failureLogged.set(f.reason, { at: now, suppressed: 0 });
@@ -226,6 +252,7 @@ export class Broker {
   private onClose(conn: ChannelModel): void {
     if (this.conn !== conn) return;
     this.conn = null;
+    this.urlIndex = (this.urlIndex + 1) % this.urls.length;
     this.pub = null;
     this.consumer = null;
     this.consumerTag = null;
