@@ -10,7 +10,7 @@ import { systemClock, type Clock } from './clock.js';
 import type { Channel, ChannelAdapter } from './channels/types.js';
 import { buildAdapters } from './channels/index.js';
 import { SqliteStore } from './store/sqlite/index.js';
-import type { Store } from './store/types.js';
+import type { AttachmentFiles, Store } from './store/types.js';
 import { deadlineFired } from './lifecycle.js';
 import { StoreLease } from './leases.js';
 import type { ChannelLease } from './channels/types.js';
@@ -48,6 +48,8 @@ export interface GatewayOptions {
   adapters?: ChannelAdapter[];
   /** A store opened by the caller (PostgreSQL); the embedded SQLite store in DATA_DIR otherwise. */
   store?: Store;
+  /** Where attachments live when `store` is shared (every instance serves every file). */
+  attachments?: AttachmentFiles;
 }
 
 /**
@@ -59,7 +61,7 @@ export class Gateway {
   readonly store: Store;
   /** This process among the instances sharing a store: owner of the rows it claims and the leases it holds. */
   readonly instanceId: string;
-  readonly attachments: AttachmentStore;
+  readonly attachments: AttachmentFiles;
   readonly intake: IntakeService;
   readonly broker: Broker;
   readonly deadlines: DeadlineScheduler;
@@ -87,7 +89,7 @@ export class Gateway {
     this.metrics = createMetrics();
     this.instanceId = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
     this.store = opts.store ?? new SqliteStore(config.DATA_DIR, { sync: config.STORE_SYNC }, this.clock);
-    this.attachments = new AttachmentStore(config.DATA_DIR, config.ATTACHMENT_MAX_BYTES);
+    this.attachments = opts.attachments ?? new AttachmentStore(config.DATA_DIR, config.ATTACHMENT_MAX_BYTES);
     const rules = loadRules(config.RULES_FILE ?? join(projectRoot(), 'config', 'rules.json'));
     this.intake = new IntakeService(this.store, this.attachments, config, rules, this.clock, this.logger, this.metrics);
     this.givenAdapters = opts.adapters ?? null;

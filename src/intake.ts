@@ -9,9 +9,8 @@ import { classify, type Rules } from './normalize/rules.js';
 import { detectLanguage } from './normalize/language.js';
 import { SAME_MATTER, bigrams, dice } from './normalize/similarity.js';
 import { isoDuration } from './duration.js';
-import type { NewTicket, OutboundInsert, OutboxInsert, Store, UnitWrites } from './store/types.js';
+import type { AttachmentFiles, NewTicket, OutboundInsert, OutboxInsert, Store, UnitWrites } from './store/types.js';
 import { acknowledged, followupEvent, outboundId, replyIdOf } from './lifecycle.js';
-import type { AttachmentStore } from './store/attachments.js';
 import { encodeRaw, intakeRejected, ticketCreated, ticketEvent } from './publish/messages.js';
 import type { Metrics } from './metrics.js';
 import { receiptText, followupText } from './receipts.js';
@@ -51,7 +50,7 @@ export class IntakeService implements Intake {
 
   constructor(
     private readonly store: Store,
-    private readonly attachments: AttachmentStore,
+    private readonly attachments: AttachmentFiles,
     private readonly config: Config,
     private readonly rules: Rules,
     private readonly clock: Clock,

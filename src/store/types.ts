@@ -1,5 +1,5 @@
-import type { Channel, Ticket } from '../ticket.js';
-import type { StoredPart } from '../channels/types.js';
+import type { Attachment, Channel, Ticket } from '../ticket.js';
+import type { InboundAttachment, StoredPart } from '../channels/types.js';
 
 /**
  * The store, as the rest of the gateway sees it. Every method that writes is one
@@ -300,4 +300,16 @@ export interface Store {
   readonly isClosed: boolean;
   /** Waits for queued units, then closes. Idempotent. */
   close(): Promise<void>;
+}
+
+/**
+ * Attachment files, content-addressed by SHA-256. Every instance must be able to
+ * serve every file: on disk in DATA_DIR for the embedded store, in the database
+ * for a shared one. A file is durable before `save` resolves, so a ticket never
+ * names a file a crash lost.
+ */
+export interface AttachmentFiles {
+  save(att: InboundAttachment): Promise<Attachment>;
+  /** The file's bytes, or null when there is none with that hash. */
+  read(sha256: string): Promise<Buffer | null>;
 }
