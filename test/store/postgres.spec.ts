@@ -111,6 +111,33 @@ describe('PostgreSQL store', function () {
       expect(await drain(a)).to.have.length(2);
     });
 
+    it('two keys implying one ticket id, accepted on both at once: the loser runs again and finds the duplicate', async () => {
+      for (let round = 0; round < 5; round++) {
+        const id = `k-shared-${round}`;
+        const unitFor = (key: string) => {
+          const u = acceptUnit({ key });
+          return { ...u, keyedId: id, create: (ctx: Parameters<typeof u.create>[0]) => ({ ...u.create(ctx), id }) };
+        };
+        const r = await Promise.all([a.accept(unitFor(`x${round}`)), b.accept(unitFor(`y${round}`))]);
+        expect(r.map((x) => x.status).sort()).to.deep.equal(['created', 'duplicate']);
+        expect(r[0].record.id).to.equal(id);
+        expect(r[1].record.id).to.equal(id);
+      }
+      expect(a.lastWriteError).to.equal(null);
+      expect(b.lastWriteError).to.equal(null);
+    });
+
+    it('a value PostgreSQL cannot hold is a permanent INPUT_INVALID, not an outage', async () => {
+      const err = await a.accept(acceptUnit({ key: 'nul\u0000key' })).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(err).to.be.instanceOf(GatewayError);
+      expect((err as GatewayError).code).to.equal('INPUT_INVALID');
+      expect((err as GatewayError).transient).to.equal(false);
+      expect(a.lastWriteError).to.equal(null);
+    });
+
     it('200 concurrent accepts split over both get 200 distinct numbers', async () => {
       const r = await Promise.all(Array.from({ length: 200 }, (_, i) => (i % 2 ? a : b).accept(acceptUnit({ key: `s${i}` }))));
       const numbers = new Set(r.map((x) => x.record.number));

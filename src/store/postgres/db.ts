@@ -45,9 +45,19 @@ export function callback<T>(fn: () => T): T {
   }
 }
 
-/** Driver and server errors become STORE_UNAVAILABLE (transient: the upstream retries); the gateway's own pass unchanged. */
+/**
+ * Driver and server errors become STORE_UNAVAILABLE (transient: the upstream
+ * retries); the gateway's own pass unchanged. A data exception (SQLSTATE class
+ * 22: a NUL character in a text value, an out-of-range number) is the input's
+ * fault and would fail the same way on every retry, so it is a permanent
+ * INPUT_INVALID instead.
+ */
 export function storeError(err: unknown): GatewayError {
   if (err instanceof GatewayError) return err;
+  const code = pgCode(err).code;
+  if (code?.startsWith('22')) {
+    return new GatewayError('INPUT_INVALID', `the store refused a value: ${(err as Error).message}`, { transient: false, cause: err, detail: code });
+  }
   return new GatewayError('STORE_UNAVAILABLE', `store unavailable: ${(err as Error)?.message ?? String(err)}`, {
     cause: err,
     detail: (err as { code?: string })?.code,

@@ -172,10 +172,9 @@ export class PostgresStore implements Store {
       } catch (err) {
         if (err instanceof CallbackFailure) throw err.error;
         if (attempt === 0 && retryable(err)) continue;
-        // A refusal the store decided (NOT_FOUND) says nothing about whether it takes writes.
-        if (err instanceof GatewayError && err.code !== 'STORE_UNAVAILABLE') throw err;
         const e = storeError(err);
-        this.lastWriteError = e;
+        // A refusal (NOT_FOUND, a value the database cannot hold) says nothing about whether it takes writes.
+        if (e.code === 'STORE_UNAVAILABLE') this.lastWriteError = e;
         throw e;
       }
     }
