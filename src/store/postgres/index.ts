@@ -27,6 +27,7 @@ import * as B from './outbound.js';
 import * as D from './deadlines.js';
 import * as S from './state.js';
 import { PgAttachmentStore } from './attachments.js';
+import { endUnit } from './writes.js';
 
 export { PgAttachmentStore } from './attachments.js';
 
@@ -214,13 +215,8 @@ export class PostgresStore implements Store {
     }
   }
 
-  private async applyWrites(db: Db, u: UnitState, w: UnitWrites, now: number): Promise<void> {
-    if (w.outbox && w.outbox.length > 0) {
-      await O.insertOutbox(db, w.outbox, now, `${this.instanceId} ${w.outbox.length}`);
-      u.outbox += w.outbox.length;
-    }
-    if (w.outbound && w.outbound.length > 0) await B.insertOutbound(db, w.outbound);
-    if (w.refs && w.refs.length > 0) await T.addRefs(db, w.refs);
+  private async applyWrites(db: Db, u: UnitState, writes: UnitWrites, now: number): Promise<void> {
+    u.outbox += await endUnit(db, { writes, now, writer: this.instanceId });
   }
 
   private committedOutbox(n: number): void {
@@ -245,10 +241,9 @@ export class PostgresStore implements Store {
       const { channel, dedupeKey } = unit;
       // The same upstream message delivered to two instances: the second waits here and then sees the first.
       await T.lockKey(c, channel, dedupeKey);
-      const seen = await T.getDedupe(c, channel, dedupeKey);
-      const seenId = seen && (unit.dedupeWindowMs === null || now - seen.lastSeen < unit.dedupeWindowMs) ? seen.ticketId : unit.keyedId;
+      // Seen = a dedupe row within its window (its ticket), else the keyed id's ticket if it exists.
+      const { seen, seenId, ticket: earlier } = await T.lookupSeen(c, channel, dedupeKey, unit.dedupeWindowMs, now, unit.keyedId);
       if (seen && seenId) await T.touchDedupe(c, channel, dedupeKey, now);
-      const earlier = seenId ? await T.getTicket(c, seenId) : null;
       if (earlier) {
         if (unit.partsGroup) await S.dropParts(c, channel, unit.partsGroup);
         return { status: 'duplicate', record: earlier, now };
@@ -257,20 +252,30 @@ export class PostgresStore implements Store {
       const open = await T.ticketNamedBy(c, unit.threadRefs);
       if (open) {
         const writes = callback(() => unit.followup(open, now));
-        await T.setDedupe(c, channel, dedupeKey, open.id, now);
-        await this.applyWrites(c, u, writes, now);
-        if (unit.partsGroup) await S.dropParts(c, channel, unit.partsGroup);
+        u.outbox += await endUnit(c, {
+          dedupe: { channel, key: dedupeKey, ticketId: open.id },
+          parts: unit.partsGroup ? { channel, group: unit.partsGroup } : undefined,
+          writes,
+          now,
+          writer: this.instanceId,
+        });
         return { status: 'followup', record: open, now };
       }
 
       const day = callback(() => unit.dayOf(now));
-      const number = `${day}-${String(await T.nextNumber(c, day)).padStart(6, '0')}`;
+      // Read before numbering: from the counter on, every accept in the cluster waits for this one to commit.
       const recent = await T.recentByCitizen(c, unit.citizenKey, now - unit.repeatWindowMs);
+      const number = `${day}-${String(await T.nextNumber(c, day)).padStart(6, '0')}`;
       const nt = callback(() => unit.create({ now, number, recent }));
-      const record = await T.insertTicket(c, channel, nt, unit.raw);
-      if (nt.dedupe) await T.setDedupe(c, channel, dedupeKey, nt.id, now);
-      await this.applyWrites(c, u, nt, now);
-      if (unit.partsGroup) await S.dropParts(c, channel, unit.partsGroup);
+      u.outbox += await endUnit(c, {
+        ticket: { t: nt, channel, raw: unit.raw },
+        dedupe: nt.dedupe ? { channel, key: dedupeKey, ticketId: nt.id } : undefined,
+        parts: unit.partsGroup ? { channel, group: unit.partsGroup } : undefined,
+        writes: nt,
+        now,
+        writer: this.instanceId,
+      });
+      const record = T.newRecord(channel, nt);
       return { status: 'created', record, now };
     });
   }

@@ -1,4 +1,4 @@
-import type { OutboxInsert, OutboxMessage } from '../types.js';
+import type { OutboxMessage } from '../types.js';
 import { MS, first, query, rows, type Db } from './db.js';
 
 /**
@@ -9,35 +9,6 @@ import { MS, first, query, rows, type Db } from './db.js';
  */
 
 export const OUTBOX_CHANNEL = 'gateway_outbox';
-
-/**
- * Inserts the rows and, in the same statement, notifies the other instances'
- * relays (delivered at commit, dropped on rollback). The payload names the
- * writer and how many rows it added, so a listener can skip its own commits and
- * keep its estimate of what is ready.
- */
-export async function insertOutbox(db: Db, msgs: OutboxInsert[], now: number, notice: string): Promise<void> {
-  if (msgs.length === 0) return;
-  await query(
-    db,
-    `WITH ins AS (
-       INSERT INTO outbox (routing_key, message_id, type, headers, body, created_at, ticket_ref)
-       SELECT r, m, t, h, b, $6, tr FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $7::text[]) AS u(r, m, t, h, b, tr)
-       RETURNING 1)
-     SELECT pg_notify('${OUTBOX_CHANNEL}', $8), (SELECT count(*) FROM ins)`,
-    [
-      msgs.map((m) => m.routingKey),
-      msgs.map((m) => m.messageId),
-      msgs.map((m) => m.type),
-      msgs.map((m) => JSON.stringify(m.headers)),
-      // A row pointing at its ticket keeps no second copy of the body.
-      msgs.map((m) => (m.ticketRef ? '' : (m.json ?? JSON.stringify(m.body)))),
-      now,
-      msgs.map((m) => m.ticketRef ?? null),
-      notice,
-    ],
-  );
-}
 
 interface OutboxRow {
   seq: number;

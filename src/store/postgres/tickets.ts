@@ -78,22 +78,35 @@ export async function lockKey(db: Db, channel: string, key: string): Promise<voi
   await query(db, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [`${channel}:${key}`]);
 }
 
-export async function getDedupe(db: Db, channel: string, key: string): Promise<{ ticketId: string; lastSeen: number } | null> {
-  const r = await first<{ ticket_id: string; last_seen: number }>(db, `SELECT ticket_id, last_seen FROM dedupe WHERE channel = $1 AND key = $2`, [channel, key]);
-  return r ? { ticketId: r.ticket_id, lastSeen: r.last_seen } : null;
+/**
+ * The dedupe row of the key and, in the same round trip, the ticket it implies:
+ * the row's ticket while the key counts as seen (no window, or last seen within
+ * it), else the keyed id.
+ */
+export async function lookupSeen(
+  db: Db,
+  channel: string,
+  key: string,
+  windowMs: number | null,
+  now: number,
+  keyedId: string | null,
+): Promise<{ seen: boolean; seenId: string | null; ticket: TicketRecord | null }> {
+  const r = await first<Partial<TicketRow> & { seen_id: string | null; seen_valid: boolean | null }>(
+    db,
+    `SELECT d.ticket_id AS seen_id, ($3::bigint IS NULL OR $4::bigint - d.last_seen < $3::bigint) AS seen_valid, ${COLS.split(', ').map((c) => `t.${c}`).join(', ')}
+       FROM (SELECT 1) one
+       LEFT JOIN dedupe d ON d.channel = $1 AND d.key = $2
+       LEFT JOIN tickets t ON t.id = CASE WHEN d.ticket_id IS NOT NULL AND ($3::bigint IS NULL OR $4::bigint - d.last_seen < $3::bigint)
+                                          THEN d.ticket_id ELSE $5::text END`,
+    [channel, key, windowMs, now, keyedId],
+  );
+  const seen = r?.seen_id != null;
+  const seenId = seen && r!.seen_valid ? r!.seen_id! : keyedId;
+  return { seen, seenId, ticket: r?.id ? toRecord(r as TicketRow) : null };
 }
 
 export async function touchDedupe(db: Db, channel: string, key: string, now: number): Promise<void> {
   await query(db, `UPDATE dedupe SET last_seen = $3 WHERE channel = $1 AND key = $2`, [channel, key, now]);
-}
-
-export async function setDedupe(db: Db, channel: string, key: string, ticketId: string, now: number): Promise<void> {
-  await query(
-    db,
-    `INSERT INTO dedupe (channel, key, ticket_id, first_seen, last_seen) VALUES ($1, $2, $3, $4, $4)
-     ON CONFLICT (channel, key) DO UPDATE SET ticket_id = excluded.ticket_id, first_seen = excluded.first_seen, last_seen = excluded.last_seen`,
-    [channel, key, ticketId, now],
-  );
 }
 
 /** True when the key was not recorded before (and now is). */
@@ -104,15 +117,6 @@ export async function recordKey(db: Db, channel: string, key: string, now: numbe
     [channel, key, now],
   );
   return (r.rowCount ?? 0) > 0;
-}
-
-export async function addRefs(db: Db, refs: { ref: string; ticketId: string }[]): Promise<void> {
-  if (refs.length === 0) return;
-  await query(
-    db,
-    `INSERT INTO refs (ref, ticket_id) SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT (ref) DO NOTHING`,
-    [refs.map((r) => r.ref), refs.map((r) => r.ticketId)],
-  );
 }
 
 /**
@@ -138,13 +142,8 @@ export async function recentByCitizen(db: Db, citizenKey: string, since: number)
   return rs.map((r) => ({ id: r.id, matter: r.matter, repeatOf: r.repeat_of }));
 }
 
-export async function insertTicket(db: Db, channel: Channel, t: NewTicket, raw: Buffer): Promise<TicketRecord> {
-  await query(
-    db,
-    `INSERT INTO tickets (id, number, channel, citizen_key, created_at, respond_by, acknowledged_at, matter, repeat_of, body, raw, due_at, due_kind)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
-    [t.id, t.number, channel, t.citizenKey, t.createdAt, t.respondBy, t.acknowledgedAt, t.matter, t.repeatOf, t.json, raw, t.due.at, t.due.kind],
-  );
+/** The record of a ticket just written (in the unit's closing statement, see writes.ts). */
+export function newRecord(channel: Channel, t: NewTicket): TicketRecord {
   return {
     id: t.id,
     number: t.number,
