@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { GatewayError } from '../../src/errors.js';
 import { PostgresStore } from '../../src/store/postgres/index.js';
-import { T0, acceptUnit, drain, movableClock, outboxRow, sleep, standardDecide, storeConformance, utcDay, type MovableClock } from './conformance.js';
+import { T0, acceptUnit, drain, movableClock, outboundRow, outboxRow, sleep, standardDecide, storeConformance, utcDay, type MovableClock } from './conformance.js';
 
 /**
  * The store conformance suite and the cluster's own guarantees against a real
@@ -207,6 +207,19 @@ describe('PostgreSQL store', function () {
       await sleep(700);
       expect(await b.acquireLease('imap', 'B', 500)).to.equal(true);
       expect(await a.acquireLease('imap', 'A', 500)).to.equal(false);
+    });
+
+    it('leases and claims follow the database clock, whatever the instances think the time is', async () => {
+      const ahead = movableClock(T0 + 3_600_000);
+      const c = await start(ahead, { leaseMs: 1000 });
+      expect(await a.acquireLease('telegram', 'A', 5000)).to.equal(true);
+      expect(await c.acquireLease('telegram', 'C', 5000)).to.equal(false);
+      await a.append({ outbox: [outboxRow('skew')] });
+      expect(await a.takeOutbox(10)).to.have.length(1);
+      expect(await c.takeOutbox(10)).to.deep.equal([]);
+      await c.append({ outbound: [outboundRow('notice:skew', null, T0)] });
+      expect(await a.claimOutbound(T0, 10, 'sender-a', 5000)).to.have.length(1);
+      expect(await c.claimOutbound(ahead.now(), 10, 'sender-c', 5000)).to.deep.equal([]);
     });
 
     it('attachments saved on one instance are read on the other', async () => {
