@@ -50,14 +50,19 @@ interface UnitState {
 }
 
 const UNKNOWN = Number.MAX_SAFE_INTEGER;
+const POLL_MS = 1000;
 const CONNECT_TIMEOUT_MS = 5000;
 
+/**
+ * A connection that gives up opening after CONNECT_TIMEOUT_MS, and whose TCP
+ * keepalive notices a peer that vanished without closing (the LISTEN connection
+ * would otherwise wait for notifications on a dead socket).
+ */
 class BoundedClient extends pg.Client {
   constructor(config?: string | pg.ClientConfig) {
-    super({ ...(typeof config === 'string' ? { connectionString: config } : config), connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
+    super({ ...(typeof config === 'string' ? { connectionString: config } : config), connectionTimeoutMillis: CONNECT_TIMEOUT_MS, keepAlive: true });
   }
 }
-const POLL_MS = 1000;
 const quiet: Pick<Logger, 'warn' | 'error'> = { warn: () => {}, error: () => {} } as unknown as Pick<Logger, 'warn' | 'error'>;
 
 /** A concurrent insert of the same keyed ticket id, or a deadlock: running the unit again decides it afresh. */
@@ -150,8 +155,10 @@ export class PostgresStore implements Store {
 
   /**
    * Runs one unit: in a transaction of its own (`tx`), or as the single statement
-   * it is. Errors of the caller's callbacks come out unchanged; everything else
-   * is STORE_UNAVAILABLE and is remembered as the last write error.
+   * it is. Errors of the caller's callbacks come out unchanged; the store's own
+   * refusals (NOT_FOUND, INPUT_INVALID for a value the database cannot hold) as
+   * they are; anything else is STORE_UNAVAILABLE and is remembered as the last
+   * write error until a unit succeeds.
    */
   private unit<R>(work: (db: Db, u: UnitState) => Promise<R>, tx = true): Promise<R> {
     if (this.closed) return Promise.reject(new GatewayError('STORE_CLOSED', 'store is closed'));
