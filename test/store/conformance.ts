@@ -609,13 +609,13 @@ export function storeConformance(label: string, open: (clock: MovableClock) => P
         await store.append({ outbox: [outboxRow('d1'), outboxRow('d2')] });
         expect(store.readyCount()).to.be.at.least(0);
         let depth = -1;
-        for (let i = 0; i < 30 && depth !== 2; i++) {
+        for (let i = 0; i < 50 && depth !== 2; i++) {
           depth = store.outboxDepth();
           if (depth !== 2) await sleep(100);
         }
         expect(depth).to.equal(2);
         await store.confirmOutbox((await store.takeOutbox(10)).map((m) => m.seq));
-        for (let i = 0; i < 30 && depth !== 0; i++) {
+        for (let i = 0; i < 50 && depth !== 0; i++) {
           depth = store.outboxDepth();
           if (depth !== 0) await sleep(100);
         }

@@ -160,7 +160,7 @@ describe('PostgreSQL store', function () {
       let woken = 0;
       b.onOutbox = () => woken++;
       await a.append({ outbox: [outboxRow('from-a')] });
-      for (let i = 0; i < 20 && woken === 0; i++) await sleep(50);
+      for (let i = 0; i < 60 && woken === 0; i++) await sleep(50);
       expect(woken).to.be.greaterThan(0);
       expect((await b.takeOutbox(10)).map((m) => m.messageId)).to.deep.equal(['from-a']);
       expect(await a.takeOutbox(10)).to.deep.equal([]);
@@ -178,10 +178,10 @@ describe('PostgreSQL store', function () {
       await a.pool.end();
       const t0 = Date.now();
       // B's once-a-second look finds the lapsed rows and wakes its relay without being asked.
-      while (woken === 0 && Date.now() - t0 < 5000) await sleep(50);
+      while (woken === 0 && Date.now() - t0 < 10_000) await sleep(50);
       expect(woken).to.be.greaterThan(0);
-      // Within the lease plus one poll, far inside the contract's 15 s.
-      expect(Date.now() - t0).to.be.below(3000);
+      // Within the lease plus one poll (slack for a busy machine), far inside the contract's 15 s.
+      expect(Date.now() - t0).to.be.below(5000);
       expect((await b.takeOutbox(10)).map((m) => m.messageId)).to.deep.equal(['r1', 'r2']);
     });
 
@@ -261,7 +261,7 @@ describe('PostgreSQL store', function () {
       let woken = 0;
       b.onOutbox = () => woken++;
       await a.append({ outbox: [outboxRow('after-cut')] });
-      for (let i = 0; i < 20 && woken === 0; i++) await sleep(50);
+      for (let i = 0; i < 60 && woken === 0; i++) await sleep(50);
       expect(woken).to.be.greaterThan(0);
     });
   });
