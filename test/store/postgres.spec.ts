@@ -1,8 +1,12 @@
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
 import { GatewayError } from '../../src/errors.js';
 import { PostgresStore } from '../../src/store/postgres/index.js';
+import { migrate, migrationsDir } from '../../src/store/postgres/migrate.js';
 import { T0, acceptUnit, drain, movableClock, outboundRow, outboxRow, sleep, standardDecide, storeConformance, utcDay, type MovableClock } from './conformance.js';
 
 /**
@@ -77,6 +81,39 @@ describe('PostgreSQL store', function () {
         await check.end();
         for (const s of stores) await s.close();
       }
+    });
+
+    it('applies pending migrations in file order, once each; a failing one is rolled back and not recorded', async () => {
+      const fresh = await createDatabase();
+      const dir = mkdtempSync(join(tmpdir(), 'gw-migrations-'));
+      const pool = new pg.Pool({ connectionString: fresh, max: 4 });
+      try {
+        writeFileSync(join(dir, '002_more.sql'), 'ALTER TABLE a ADD COLUMN y integer;');
+        writeFileSync(join(dir, '001_first.sql'), 'CREATE TABLE a (x integer);');
+        writeFileSync(join(dir, 'notes.txt'), 'not a migration');
+        const runs = await Promise.all([migrate(pool, dir), migrate(pool, dir), migrate(pool, dir)]);
+        expect(runs.flat()).to.deep.equal(['001_first', '002_more']);
+        writeFileSync(join(dir, '003_broken.sql'), 'ALTER TABLE a ADD COLUMN z integer; SELECT no_such_function();');
+        const err = await migrate(pool, dir).then(
+          () => null,
+          (e: unknown) => e,
+        );
+        expect(err).to.be.instanceOf(Error);
+        const cols = await pool.query(`SELECT column_name FROM information_schema.columns WHERE table_name = 'a' ORDER BY column_name`);
+        expect(cols.rows.map((r) => r.column_name)).to.deep.equal(['x', 'y']);
+        const done = await pool.query('SELECT version FROM schema_migrations ORDER BY version');
+        expect(done.rows.map((r) => r.version)).to.deep.equal(['001_first', '002_more']);
+        // The lock was given back despite the failure.
+        writeFileSync(join(dir, '003_broken.sql'), 'ALTER TABLE a ADD COLUMN z integer;');
+        expect(await migrate(pool, dir)).to.deep.equal(['003_broken']);
+      } finally {
+        await pool.end();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it('finds its migrations from the source tree', () => {
+      expect(existsSync(join(migrationsDir(), '001_init.sql'))).to.equal(true);
     });
 
     it('an unreachable server is STORE_UNAVAILABLE at open', async () => {
