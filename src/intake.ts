@@ -4,7 +4,8 @@ import type { Clock } from './clock.js';
 import { THREADED_CHANNELS, type AcceptOptions, type AcceptResult, type Channel, type TicketStatus, type ChannelState, type Inbound, type Intake, type OutboundMessage, type RejectInput } from './channels/types.js';
 import { GatewayError } from './errors.js';
 import { TicketV1, stableId, ticketIdFor, type Attachment, type Ticket } from './ticket.js';
-import { cleanText, truncate } from './normalize/text.js';
+import { truncate } from './normalize/text.js';
+import { cleanInbound } from './normalize/inbound.js';
 import { classify, type Rules } from './normalize/rules.js';
 import { detectLanguage } from './normalize/language.js';
 import { SAME_MATTER, bigrams, dice } from './normalize/similarity.js';
@@ -28,7 +29,6 @@ const validDate = (d: Date | null): string | null => {
   const y = d?.getUTCFullYear();
   return d && y !== undefined && !Number.isNaN(y) && y >= 1970 && y <= 9999 ? d.toISOString() : null;
 };
-const MAX_CONTENT = 20_000;
 /** The status and replies endpoints list at most this many replies, the latest (contract section 5). */
 const STATUS_REPLIES = 100;
 
@@ -79,10 +79,11 @@ export class IntakeService implements Intake {
       : { policy: 'message', ms: this.config.DEADLINE_MESSAGE };
   }
 
-  async accept(msg: Inbound, opts: AcceptOptions = {}): Promise<AcceptResult> {
+  async accept(input: Inbound, opts: AcceptOptions = {}): Promise<AcceptResult> {
     this.guard();
-    const content = truncate(cleanText(msg.content ?? ''), MAX_CONTENT);
-    const subject = msg.subject ? cleanText(msg.subject) || null : null;
+    // Every channel's text is made safe here, once, before anything stores, classifies or shows it.
+    const msg = cleanInbound(input);
+    const { content, subject } = msg;
     if (!content && !subject && msg.attachments.length === 0 && !msg.location) {
       return this.rejectEmpty(msg);
     }

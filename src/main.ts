@@ -1,4 +1,4 @@
-import { loadConfig } from './config.js';
+import { loadConfig, redactConfigMessage } from './config.js';
 import { Gateway } from './gateway.js';
 import { createLogger } from './log.js';
 import { GatewayError } from './errors.js';
@@ -44,7 +44,8 @@ async function main(): Promise<void> {
   } catch (err) {
     // A channel's settings that only make sense together are checked as the channel loads.
     if (err instanceof GatewayError && err.code === 'CONFIG_INVALID') {
-      process.stderr.write(`intake-gateway: ${err.message}\n`);
+      // The channel's own message may quote a setting: shown only once no secret of the configuration is left in it.
+      process.stderr.write(`intake-gateway: ${redactConfigMessage(err.message, config)}\n`);
       await gateway.stop().catch(() => {});
       process.exit(78);
     }

@@ -19,7 +19,8 @@ import {
   type Segment,
 } from '../../src/channels/sms/parse.js';
 import { codingInfo, decodeBytes, type Charset } from '../../src/channels/sms/coding.js';
-import { decodeGsm7, encodeGsm7, gsm7Length } from '../../src/channels/sms/gsm7.js';
+import { decodeGsm7, encodeGsm7, gsm7Length, readPackedGsm7 } from '../../src/channels/sms/gsm7.js';
+import { packGsm7 } from '../support/smsc.js';
 import { encodeOutgoing, MAX_PARTS, TextTooLongError } from '../../src/channels/sms/encode.js';
 import { useRawSmppMessages } from '../../src/channels/sms/smpp-raw.js';
 import { fcParams, RUNS } from './runs.js';
@@ -33,7 +34,9 @@ import { expectNoReplacement, expectValidInbound, expectWellFormed, timed } from
 const SVC = '106353112345';
 const OPTS = { serviceNumber: SVC };
 const ASSEMBLE = { serviceNumber: SVC, dedupeWindowMs: 600_000 };
-const REJECT_REASONS = ['parse_error', 'not_service_number', 'unsupported_type', 'unsupported_coding'];
+const REJECT_REASONS = ['parse_error', 'not_service_number', 'unsupported_type', 'unsupported_coding', 'undecodable'];
+/** Reasons `assemble` refuses a whole message for. */
+const ASSEMBLE_REJECT_REASONS = ['unsupported_coding', 'undecodable'];
 
 // ---------------------------------------------------------------------------
 // Generators
@@ -165,7 +168,15 @@ function assembleChecked(parts: Segment[]) {
   fc.pre(!(isGbk(parts[0]!.meta.dataCoding) && hasGb18030BeyondUnicode(Buffer.concat(parts.map((p) => p.body)))));
   const a = timed('assemble', () => assemble(parts, ASSEMBLE));
   if (a.kind === 'reject') {
-    expect(a.reason).to.equal('unsupported_coding');
+    expect(ASSEMBLE_REJECT_REASONS).to.include(a.reason);
+    // Undecodable GSM octets: some octet of a GSM part has its top bit set.
+    if (a.reason === 'undecodable') {
+      const gsm = (dc: number) => {
+        const info = codingInfo(dc);
+        return info.ok && info.charset === 'gsm7';
+      };
+      expect(parts.some((p) => gsm(p.meta.dataCoding) && p.body.some((o) => o > 0x7f))).to.equal(true);
+    }
     return a;
   }
   expectValidInbound(a.inbound, 'sms inbound');
@@ -410,6 +421,24 @@ describe('fuzz: SMS (SMPP deliver_sm, UDH, TLVs, data_coding, GSM 7-bit, UCS-2)'
         expect(gsm7Length(text)).to.equal(enc.length);
         const e2 = encodeGsm7(other);
         expect(gsm7Length(other)).to.equal(e2 === null ? null : e2.length);
+      }),
+      fcParams(),
+    );
+  });
+
+  it('packed GSM 7-bit: plain text packed after any fill reads back; any octets give text or a reason, never an exception', () => {
+    const plain = fc
+      .array(fc.constantFrom(...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 .,!?-:;()/{}[]~|€^\\'), { minLength: 4, maxLength: 300 })
+      .map((a) => a.join(''));
+    fc.assert(
+      fc.property(plain, fc.integer({ min: 0, max: 12 }), fc.uint8Array({ maxLength: 300 }), fc.nat(12), (text, udhOctets, octets, udh2) => {
+        const fill = (7 - ((udhOctets * 8) % 7)) % 7;
+        const r = timed('readPackedGsm7', () => readPackedGsm7([{ octets: packGsm7(text, fill), udhOctets }]));
+        // A trailing '@' or CR in exactly full octets is taken as padding; the alphabet above has neither.
+        expect(r).to.deep.include({ ok: true, text });
+        const any = timed('readPackedGsm7', () => readPackedGsm7([{ octets, udhOctets: udh2 }]));
+        if (any.ok) expectWellFormed(any.text, 'readPackedGsm7');
+        else expect(any.detail).to.be.a('string').and.not.equal('');
       }),
       fcParams(),
     );

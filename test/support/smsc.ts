@@ -35,6 +35,31 @@ export function encodeText(text: string, coding: Coding): Buffer {
   }
 }
 
+/**
+ * `text` as GSM 7-bit septets **packed** eight to seven octets (23.038 §6.1.2.1.1),
+ * low bits first, after `fillBits` zero bits (a UDH before them needs 0–6 to end
+ * on a septet boundary): the air-interface form some SMSCs forward under
+ * data_coding 0. Septets come from the smpp package's gsmCoder.
+ */
+export function packGsm7(text: string, fillBits = 0): Buffer {
+  return packSeptets(smpp.gsmCoder.encode(text, 0), fillBits);
+}
+
+/** Septet values (0–127) packed as `packGsm7` does. */
+export function packSeptets(septets: Uint8Array | number[], fillBits = 0): Buffer {
+  const out = Buffer.alloc(Math.ceil((fillBits + septets.length * 7) / 8));
+  let bit = fillBits;
+  for (const septet of septets) {
+    for (let i = 0; i < 7; i++, bit++) if (septet & (1 << i)) out[bit >> 3]! |= 1 << (bit & 7);
+  }
+  return out;
+}
+
+/** Fill bits between a UDH of `udhOctets` octets (UDHL included) and packed septets (23.040 §9.2.3.24). */
+export function fillBitsAfter(udhOctets: number): number {
+  return (7 - ((udhOctets * 8) % 7)) % 7;
+}
+
 export function decodeText(bytes: Buffer, coding: number): string {
   if (coding === 8) return Buffer.from(bytes).swap16().toString('utf16le');
   if (coding === 0) return smpp.gsmCoder.decode(bytes, 0);

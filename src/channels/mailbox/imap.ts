@@ -335,6 +335,7 @@ export class ImapIntake {
       log.info({ uid, reason: result.reason }, 'mail not taken as a ticket');
     } else {
       if (result.repairedCharset) log.info({ uid, charset: result.repairedCharset }, 'unlabelled 8-bit mail decoded with a fallback charset');
+      if (result.rewritten.length > 0) log.info({ uid, rewritten: result.rewritten }, 'mail rewritten before parsing');
       try {
         const r = await this.opts.intake.accept(result.inbound);
         log.debug({ uid, status: r.status }, 'mail accepted');

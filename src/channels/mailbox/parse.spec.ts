@@ -9,6 +9,7 @@ import {
   formToInbound,
   FormInput,
   rawHash,
+  prepareMime,
   type MailParseResult,
 } from './parse.js';
 import type { Inbound } from '../types.js';
@@ -25,6 +26,16 @@ import {
   replyMail,
   fakeJpeg,
   fakePng,
+  utf7Mail,
+  UTF7_SUBJECT,
+  UTF7_NAME,
+  UTF7_TEXT,
+  rawByteInWordMail,
+  latin1HeaderMail,
+  inlineTextFileMail,
+  INLINE_FILE_NAME,
+  INLINE_FILE_TEXT,
+  rfc2231Continuations,
 } from '../../../test/fixtures/mail/build.js';
 
 const origin = { mailbox: 'INBOX', uidValidity: '1700000000', uid: 7 };
@@ -121,6 +132,113 @@ describe('mailbox/parse: charsets', () => {
     });
     const msg = await inbound(raw);
     expect(msg.subject).to.equal('垃圾站太臭');
+  });
+});
+
+describe('mailbox/parse: mail that mailparser misreads out of the box', () => {
+  async function result(raw: Buffer): Promise<Extract<MailParseResult, { kind: 'inbound' }>> {
+    const r = await parseMail(raw, origin, { maxBytes: MAX });
+    if (r.kind !== 'inbound') throw new Error(`expected inbound, got ${r.reason}: ${r.detail}`);
+    return r;
+  }
+
+  for (const charset of ['unicode-1-1-utf-7', 'utf-7'] as const) {
+    it(`UTF-7 (${charset}) encoded words in Subject and From, and a UTF-7 body`, async () => {
+      const r = await result(utf7Mail({ charset }));
+      expect(r.inbound.subject).to.equal(UTF7_SUBJECT);
+      expect(r.inbound.citizen.name).to.equal(UTF7_NAME);
+      expect(r.inbound.content).to.equal(UTF7_TEXT);
+      expect(r.rewritten).to.include.members(['UTF-7 encoded words', 'UTF-7 text part']);
+    });
+  }
+
+  it('UTF-7 words cut inside a shifted run decode as one', async () => {
+    const raw = utf7Mail({ splitWord: true });
+    expect(raw.toString('latin1')).to.match(/\?=\r\n =\?unicode-1-1-utf-7\?Q\?/);
+    expect((await result(raw)).inbound.subject).to.equal(UTF7_SUBJECT);
+    // Next to a word in another charset, each is decoded in its own.
+    const mixed = Buffer.from(
+      `From: a@citizen.example.cn\r\nSubject: =?gbk?B?${iconv.encode('路灯', 'gbk').toString('base64')}?= =?utf-7?Q?${iconv.encode('Frösche', 'utf7').toString()}?=\r\n\r\nx\r\n`,
+    );
+    expect((await result(mixed)).inbound.subject).to.equal('路灯Frösche');
+  });
+
+  it('UTF-7 in HTML is decoded, and the markup it spells is still stripped', async () => {
+    const html = '<p>Lampe kaputt</p><script>alert(1)</script>';
+    const raw = Buffer.from(
+      `From: a@citizen.example.cn\r\nSubject: x\r\nMIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-7\r\n\r\n${iconv.encode(html, 'utf7').toString('latin1')}\r\n`,
+      'latin1',
+    );
+    const msg = (await result(raw)).inbound;
+    expect(msg.content).to.equal('Lampe kaputt');
+  });
+
+  it('a raw 8-bit byte inside an ISO-8859-1 Q word is decoded in that charset, not as ï¿½', async () => {
+    const r = await result(rawByteInWordMail());
+    expect(r.inbound.subject).to.equal('Frösche im Teich');
+    expect(r.inbound.citizen.name).to.equal('Håvard Nilsen');
+    expect(r.inbound.content).to.equal('Die Frösche im Teich am Stadtpark sind zu laut.');
+    expect(r.rewritten).to.deep.equal(['8-bit bytes in Q encoded words']);
+    // The same for raw GBK inside a gbk word.
+    const gbk = Buffer.concat([Buffer.from('From: a@citizen.example.cn\r\nSubject: =?gbk?Q?'), iconv.encode('路灯坏了', 'gbk'), Buffer.from('?=\r\n\r\nx\r\n')]);
+    expect((await result(gbk)).inbound.subject).to.equal('路灯坏了');
+  });
+
+  it('unlabelled 8-bit Subject and From name in a mail whose body declares ISO-8859-1: read as ISO-8859-1, not GB18030', async () => {
+    const r = await result(latin1HeaderMail());
+    expect(r.inbound.subject).to.equal('Frösche');
+    expect(r.inbound.citizen.name).to.equal('Håvard Nilsen');
+    expect(r.inbound.content).to.equal('Die Frösche im Teich am Stadtpark sind nachts sehr laut.');
+    // libmime's name for ISO-8859-1, as mailparser decodes the body with it too.
+    expect(r.repairedCharset).to.equal('windows-1252');
+  });
+
+  it('a declared charset that cannot read the header is passed over for GB18030', async () => {
+    // Raw GBK subject next to a Big5 body. The GBK bytes of 噪音扰民 are not valid Big5
+    // (many GBK texts are, and then read as Big5: the declared charset comes first).
+    const subject = '噪音扰民';
+    expect(iconv.decode(iconv.encode(subject, 'gbk'), 'big5')).to.contain('\uFFFD');
+    const raw = buildMail({ from: { address: 'a@citizen.example.cn' }, subject: 'x', charset: 'big5', text: '工地噪音。' });
+    const fixed = Buffer.from(raw.toString('latin1').replace(/^Subject: .*$/m, `Subject: ${iconv.encode(subject, 'gbk').toString('latin1')}`), 'latin1');
+    const r = await result(fixed);
+    expect(r.inbound.content).to.equal('工地噪音。');
+    expect(r.inbound.subject).to.equal(subject);
+    expect(r.repairedCharset).to.equal('gb18030');
+  });
+
+  it('an inline text file named with RFC 2231 continuations stays an attachment, out of the content', async () => {
+    const raw = inlineTextFileMail();
+    expect(raw.toString('latin1')).to.contain(`Content-Disposition: inline;\r\n filename*0*=utf-8''`).and.contain('filename*1*=');
+    const r = await result(raw);
+    expect(r.inbound.content).to.equal('领导您好：停电的详细情况写在附件里，请查收。');
+    expect(r.inbound.attachments).to.have.length(1);
+    expect(r.inbound.attachments[0]).to.deep.include({ fileName: INLINE_FILE_NAME, mimeType: 'text/plain' });
+    expect(r.inbound.attachments[0]!.data.toString('utf8')).to.equal(INLINE_FILE_TEXT);
+    expect(r.rewritten).to.deep.equal(['named inline text part kept as an attachment']);
+  });
+
+  it('unnamed inline text parts, body alternatives and a named single-part mail are still the content', async () => {
+    const parts = (second: string) =>
+      Buffer.from(
+        `From: a@citizen.example.cn\r\nSubject: s\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n第一段\r\n--b\r\n${second}\r\n\r\n第二段\r\n--b--\r\n`,
+        'utf8',
+      );
+    expect((await result(parts('Content-Type: text/plain; charset=utf-8\r\nContent-Disposition: inline'))).inbound.content).to.equal('第一段\n第二段');
+    const alt = Buffer.from(
+      `From: a@citizen.example.cn\r\nSubject: s\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain; charset=utf-8; name=body.txt\r\n\r\n正文\r\n--b\r\nContent-Type: text/html; charset=utf-8; name=body.html\r\n\r\n<p>正文</p>\r\n--b--\r\n`,
+      'utf8',
+    );
+    const a = (await result(alt)).inbound;
+    expect(a.content).to.equal('正文');
+    expect(a.attachments).to.have.length(0);
+    const single = Buffer.from(`From: a@citizen.example.cn\r\nSubject: s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Disposition: inline; ${rfc2231Continuations('filename', '说明.txt')}\r\n\r\n正文\r\n`, 'utf8');
+    expect((await result(single)).inbound.content).to.equal('正文');
+  });
+
+  it('mail with nothing to rewrite is parsed as received', async () => {
+    expect(await prepareMime(gbkMail())).to.equal(null);
+    expect(await prepareMime(unlabelledGbkMail())).to.equal(null);
+    expect((await result(gbkMail())).rewritten).to.deep.equal([]);
   });
 });
 

@@ -26,7 +26,14 @@ export interface MailOrigin {
 export type RejectReason = 'auto_reply' | 'bounce' | 'too_large' | 'parse_error';
 
 export type MailParseResult =
-  | { kind: 'inbound'; inbound: Inbound; repairedCharset: string | null }
+  | {
+      kind: 'inbound';
+      inbound: Inbound;
+      /** The charsets unlabelled 8-bit text was read with (comma-separated), or null. */
+      repairedCharset: string | null;
+      /** What was rewritten before parsing (see `prepareMime`); empty when nothing. */
+      rewritten: string[];
+    }
   | { kind: 'reject'; reason: RejectReason; detail: string };
 
 // ---------------------------------------------------------------------------
@@ -121,8 +128,11 @@ export function replacementCount(s: string | null | undefined): number {
 
 const CJK_CHARSETS = new Set(['gbk', 'gb2312', 'gb18030', 'big5', 'big5-hkscs', 'cp936', 'x-gbk', 'hz-gb-2312', 'cp950']);
 
-/** Transcode every line that is not valid UTF-8 from `charset`; other lines stay as they are. */
-function transcodeHeaderLines(block: Buffer, charset: string): Buffer {
+/**
+ * Transcode every line that is not valid UTF-8 from the first candidate charset
+ * that reads it (adding that charset to `used`); other lines stay as they are.
+ */
+function transcodeHeaderLines(block: Buffer, candidates: string[], used: Set<string>): Buffer {
   if (isUtf8(block)) return block;
   const parts: Buffer[] = [];
   let start = 0;
@@ -130,7 +140,13 @@ function transcodeHeaderLines(block: Buffer, charset: string): Buffer {
     let end = block.indexOf(0x0a, start);
     end = end < 0 ? block.length : end + 1;
     const line = block.subarray(start, end);
-    parts.push(isUtf8(line) ? line : Buffer.from(iconv.decode(line, charset), 'utf8'));
+    if (isUtf8(line)) {
+      parts.push(line);
+    } else {
+      const charset = firstFitting(line, candidates);
+      used.add(charset);
+      parts.push(Buffer.from(iconv.decode(line, charset), 'utf8'));
+    }
     start = end;
   }
   return Buffer.concat(parts);
@@ -139,14 +155,34 @@ function transcodeHeaderLines(block: Buffer, charset: string): Buffer {
 interface SplitNode {
   type: 'node';
   root: boolean;
+  parentNode: SplitNode | false;
   contentType: string | false;
   charset: string | false;
   multipart: string | false;
+  disposition: string | false;
+  /** From Content-Disposition `filename` or Content-Type `name`, RFC 2231 continuations joined. */
+  filename: string | false;
+  headers: { getFirst(key: string): string; update(key: string, value: string | Buffer): void };
   getHeaders(): Buffer;
   setCharset(charset: string): void;
   getDecoder(): NodeJS.ReadWriteStream;
 }
 type SplitChunk = SplitNode | { type: 'data' | 'body'; value: Buffer };
+
+async function splitMime(raw: Buffer): Promise<SplitChunk[]> {
+  const items: SplitChunk[] = [];
+  const splitter = new Splitter({ ignoreEmbedded: true });
+  splitter.end(raw);
+  for await (const c of splitter as unknown as AsyncIterable<SplitChunk>) items.push(c);
+  return items;
+}
+
+/** The body chunks that follow the node at `i`. */
+function bodyAfter(items: SplitChunk[], i: number): Buffer[] {
+  const body: Buffer[] = [];
+  for (let j = i + 1; j < items.length && items[j]!.type === 'body'; j++) body.push((items[j] as { value: Buffer }).value);
+  return body;
+}
 
 async function decodeBody(node: SplitNode, chunks: Buffer[]): Promise<Buffer> {
   const decoder = node.getDecoder();
@@ -165,21 +201,9 @@ async function decodeBody(node: SplitNode, chunks: Buffer[]): Promise<Buffer> {
  * the rewritten bytes and the charset used, or null when nothing needed it.
  */
 export async function repairCharsets(raw: Buffer): Promise<{ raw: Buffer; charset: string } | null> {
-  const items: SplitChunk[] = [];
-  const splitter = new Splitter({ ignoreEmbedded: true });
-  splitter.end(raw);
-  for await (const c of splitter as unknown as AsyncIterable<SplitChunk>) items.push(c);
-
-  // The fallback charset: whatever CJK charset the sender labelled some other
-  // part with (an Outlook subject in raw Big5 next to a big5-labelled body),
-  // else GB18030, the superset of GB2312 and GBK.
-  let charset = 'gb18030';
-  for (const it of items) {
-    if (it.type === 'node' && it.charset && CJK_CHARSETS.has(it.charset.toLowerCase())) {
-      charset = it.charset.toLowerCase().startsWith('big5') || it.charset.toLowerCase() === 'cp950' ? 'big5' : 'gb18030';
-      break;
-    }
-  }
+  const items = await splitMime(raw);
+  const candidates = fallbackCharsets(items);
+  const used = new Set<string>();
 
   let changed = false;
   const out: Buffer[] = [];
@@ -189,22 +213,198 @@ export async function repairCharsets(raw: Buffer): Promise<{ raw: Buffer; charse
       out.push(it.value);
       continue;
     }
-    const body: Buffer[] = [];
-    for (let j = i + 1; j < items.length && items[j]!.type === 'body'; j++) body.push((items[j] as { value: Buffer }).value);
+    const body = bodyAfter(items, i);
     const isText = !it.multipart && (!it.contentType || it.contentType.startsWith('text/'));
     if (isText && !it.charset && body.length > 0) {
       const decoded = await decodeBody(it, body);
       if (!isUtf8(decoded)) {
+        const charset = firstFitting(decoded, candidates);
         it.setCharset(charset);
+        used.add(charset);
         changed = true;
       }
     }
     const head = it.getHeaders();
-    const fixed = transcodeHeaderLines(head, charset);
+    const fixed = transcodeHeaderLines(head, candidates, used);
     if (fixed !== head) changed = true;
     out.push(fixed);
   }
-  return changed ? { raw: Buffer.concat(out), charset } : null;
+  return changed ? { raw: Buffer.concat(out), charset: [...used].join(',') } : null;
+}
+
+/** Charsets UTF-8 decoding stands for: nothing to try for bytes that are not UTF-8. */
+const UTF8_LIKE = new Set(['utf-8', 'utf8', 'us-ascii', 'ascii', '7bit', '8bit']);
+/** MIME encoded words in a header block read as latin1: `=?charset?Q|B?text?=`. */
+const ENCODED_WORD = /=\?([^?\s*]+)(?:\*[^?\s]*)?\?([QqBb])\?([^?\s]*)\?=/g;
+
+/** The name iconv-lite knows a declared charset by, or null when it is no use as a fallback. */
+function usableCharset(declared: string): string | null {
+  const name = libmime.normalizeCharset(declared).toLowerCase();
+  if (UTF8_LIKE.has(name) || isUtf7(name) || !iconv.encodingExists(name)) return null;
+  if (name.startsWith('big5') || name === 'cp950') return 'big5';
+  // GB18030 reads every GB2312 and GBK byte sequence as they do, and more.
+  if (CJK_CHARSETS.has(name)) return 'gb18030';
+  return name;
+}
+
+/**
+ * The charsets to read unlabelled 8-bit text with, most likely first: those the
+ * mail declares itself (part charsets in order, then encoded-word charsets), then
+ * GB18030. A mail body labelled ISO-8859-1 next to a raw 8-bit subject means the
+ * subject is ISO-8859-1 too: read as GB18030, "Frösche" came out as "Fr鰏che",
+ * since an ISO-8859-1 byte followed by an ASCII letter is also a valid GBK pair.
+ * Mail that declares nothing keeps GB18030, the superset of GB2312 and GBK, as
+ * unlabelled mail from Chinese citizens is GBK.
+ */
+function fallbackCharsets(items: SplitChunk[]): string[] {
+  const declared: string[] = [];
+  const words: string[] = [];
+  for (const it of items) {
+    if (it.type !== 'node') continue;
+    if (it.charset) declared.push(it.charset);
+    for (const m of it.getHeaders().toString('latin1').matchAll(ENCODED_WORD)) words.push(m[1]!);
+  }
+  const out: string[] = [];
+  for (const name of [...declared, ...words]) {
+    const usable = usableCharset(name);
+    if (usable && !out.includes(usable)) out.push(usable);
+  }
+  if (!out.includes('gb18030')) out.push('gb18030');
+  return out;
+}
+
+/**
+ * The first candidate that reads `bytes` without a replacement character. Single-
+ * byte charsets read anything, so a declared one wins; a multibyte one (Big5, GBK)
+ * is passed over where the bytes are not valid in it.
+ */
+function firstFitting(bytes: Buffer, candidates: string[]): string {
+  for (const charset of candidates) if (!iconv.decode(bytes, charset).includes('\uFFFD')) return charset;
+  return candidates[candidates.length - 1]!;
+}
+
+// ---------------------------------------------------------------------------
+// Rewrites before parsing. Each fixes a way real mail defeats mailparser that
+// its options cannot change; the archive keeps the mail as received.
+
+/** UTF-7 by any name iconv-lite and mailparser know it by (utf-7, unicode-1-1-utf-7, csUnicode11UTF7). */
+function isUtf7(charset: string): boolean {
+  return /^(?:(?:cs)?unicode11)?utf7$/.test(charset.toLowerCase().replace(/[^a-z0-9]/g, ''));
+}
+
+/** Any sign in the raw mail that `prepareMime` may have something to do (cheap, may say yes for nothing). */
+const PREPARE_HINT = /utf-?7|=\?[^?\s]+\?[Qq]\?[^?\x00-\x20]*[\x80-\xff]|name\*?(?:\d+\*?)?\s*=/i;
+
+/**
+ * RFC 2047 Q words may not hold 8-bit bytes, yet some mailers copy them in raw
+ * (`=?ISO-8859-1?Q?Fr\xF6sche?=`). mailparser reads header bytes as UTF-8 before
+ * decoding words, so the byte became U+FFFD and then, re-encoded as UTF-8 and read
+ * as Latin-1, `ï¿½`. Escaped as `=F6` it is decoded in the word's own charset.
+ */
+function escapeRawBytesInQWords(header: string): string {
+  // Not \s for the text: a raw 0xA0 (no-break space in Latin-1) is one of the bytes to escape.
+  return header.replace(/(=\?[^?\s]+\?[Qq]\?)([^?\x00-\x20]*[\x80-\xff][^?\x00-\x20]*)(\?=)/g, (_m, head: string, text: string, tail: string) => {
+    const escaped = text.replace(/[\x80-\xff]/g, (c) => `=${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
+    return head + escaped + tail;
+  });
+}
+
+/**
+ * UTF-7 encoded words (Outlook 2000 wrote `=?unicode-1-1-utf-7?Q?…?=`) as UTF-8 B
+ * words. libmime refuses UTF-7 and reads it as UTF-8, leaving `+AOQ-` sequences in
+ * the subject, because UTF-7 can smuggle markup past filters that look for `<`.
+ * Here header values become ticket fields, plain text whatever characters they
+ * hold, so decoding them hides nothing. Adjacent UTF-7 words are joined before
+ * decoding, as a shifted sequence may run on from one into the next. libmime
+ * takes the Q/B payload apart (UTF-7 is 7-bit, so reading it as UTF-8 keeps it
+ * byte for byte) and builds the new word; iconv-lite decodes the UTF-7.
+ */
+function convertUtf7Words(header: string): string {
+  // Only UTF-7 words, so a run never takes in a word in another charset.
+  const word = String.raw`=\?(?:cs)?(?:unicode-?1-?1-?)?utf-?7(?:\*[^?\s]*)?\?([QqBb])\?([^?\s]*)\?=`;
+  const run = new RegExp(`${word}(?:[ \\t]*(?:\\r?\\n)?[ \\t]*${word})*`, 'gi');
+  return header.replace(run, (seq: string) => {
+    const words = [...seq.matchAll(new RegExp(word, 'gi'))];
+    const utf7 = words.map((w) => libmime.decodeWord('utf-8', w[1]!, w[2]!)).join('');
+    return libmime.encodeWord(iconv.decode(Buffer.from(utf7, 'latin1'), 'utf7'), 'B');
+  });
+}
+
+/** The body of a text part labelled UTF-7, transcoded to UTF-8 and base64-encoded. */
+async function utf7BodyAsUtf8(node: SplitNode, body: Buffer[]): Promise<Buffer> {
+  const decoded = await decodeBody(node, body);
+  // A text part is plain text or HTML the gateway turns into plain text, so UTF-7
+  // (which mailparser refuses for the markup it can hide) is safe to decode here.
+  const text = iconv.decode(decoded, 'utf7');
+  node.setCharset('utf-8');
+  node.headers.update('Content-Transfer-Encoding', 'base64');
+  return Buffer.from(`${Buffer.from(text, 'utf8').toString('base64').replace(/.{76}/g, '$&\r\n')}\r\n`, 'latin1');
+}
+
+/**
+ * A plain-text or HTML part that names a file is one the citizen attached, even
+ * when marked inline (clients show attached .txt files in place), but mailparser
+ * merges every inline text part into the body, with or without a file name. Not
+ * for the alternatives of the body itself, nor for the whole message.
+ */
+function isNamedTextFile(node: SplitNode): boolean {
+  if (node.root || node.multipart || !node.filename) return false;
+  if (node.contentType !== 'text/plain' && node.contentType !== 'text/html') return false;
+  if (node.disposition && node.disposition !== 'inline') return false;
+  return !(node.parentNode && node.parentNode.multipart === 'alternative');
+}
+
+/** Mark the part an attachment, keeping its Content-Disposition parameters byte for byte. */
+function markAttachment(node: SplitNode): void {
+  // getFirst gives the unfolded value as a latin1 string: raw 8-bit bytes stay bytes.
+  const current = node.headers.getFirst('Content-Disposition');
+  const value = current ? current.replace(/^\s*inline\b/i, 'attachment') : 'attachment';
+  node.headers.update('Content-Disposition', Buffer.from(value.startsWith('attachment') ? value : `attachment; ${value}`, 'latin1'));
+}
+
+/**
+ * Rewrite what mailparser would misread: UTF-7 encoded words and text parts,
+ * raw 8-bit bytes inside Q encoded words, and named inline text parts (kept as
+ * attachments). Returns the rewritten mail and what changed, or null.
+ */
+export async function prepareMime(raw: Buffer): Promise<{ raw: Buffer; rewritten: string[] } | null> {
+  if (!PREPARE_HINT.test(raw.toString('latin1'))) return null;
+  const items = await splitMime(raw);
+  const rewritten = new Set<string>();
+  const out: Buffer[] = [];
+  let skipBody = false;
+  for (let i = 0; i < items.length; i++) {
+    const it = items[i]!;
+    if (it.type !== 'node') {
+      // Body chunks of a rewritten part were emitted with its headers.
+      if (it.type === 'body' && skipBody) continue;
+      out.push(it.value);
+      continue;
+    }
+    skipBody = false;
+    const body = bodyAfter(items, i);
+    let newBody: Buffer | null = null;
+    if (!it.multipart && it.contentType && it.contentType.startsWith('text/') && it.charset && isUtf7(it.charset) && body.length > 0) {
+      newBody = await utf7BodyAsUtf8(it, body);
+      rewritten.add('UTF-7 text part');
+    }
+    if (isNamedTextFile(it)) {
+      markAttachment(it);
+      rewritten.add(`named inline text part kept as an attachment`);
+    }
+    const head = it.getHeaders().toString('latin1');
+    let fixed = escapeRawBytesInQWords(head);
+    if (fixed !== head) rewritten.add('8-bit bytes in Q encoded words');
+    const words = convertUtf7Words(fixed);
+    if (words !== fixed) rewritten.add('UTF-7 encoded words');
+    fixed = words;
+    out.push(Buffer.from(fixed, 'latin1'));
+    if (newBody) {
+      out.push(newBody);
+      skipBody = true;
+    }
+  }
+  return rewritten.size > 0 ? { raw: Buffer.concat(out), rewritten: [...rewritten] } : null;
 }
 
 // ---------------------------------------------------------------------------
@@ -407,16 +607,20 @@ export function mailToInbound(facts: MailFacts, raw: Buffer, origin: MailOrigin)
 /** mailparser never settles on some malformed inline message/rfc822 parts: bound it, or one mail stalls the mailbox. */
 export const MIME_PARSE_TIMEOUT_MS = 8_000;
 
-async function parseWithin(raw: Buffer, ms: number): Promise<ParsedMail> {
+async function within<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`MIME parser did not finish within ${ms} ms`)), ms);
+    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
   });
   try {
-    return await Promise.race([simpleParser(raw, PARSER_OPTIONS), timeout]);
+    return await Promise.race([work, timeout]);
   } finally {
     clearTimeout(timer);
   }
+}
+
+function parseWithin(raw: Buffer, ms: number): Promise<ParsedMail> {
+  return within(simpleParser(raw, PARSER_OPTIONS), ms, 'MIME parser');
 }
 
 /**
@@ -432,13 +636,18 @@ export async function parseMail(raw: Buffer, origin: MailOrigin, opts: { maxByte
 
   let parsed: ParsedMail;
   let repairedCharset: string | null = null;
+  let rewritten: string[] = [];
   try {
-    const within = opts.parseTimeoutMs ?? MIME_PARSE_TIMEOUT_MS;
-    parsed = await parseWithin(raw, within);
+    const ms = opts.parseTimeoutMs ?? MIME_PARSE_TIMEOUT_MS;
+    // The MIME splitter behind the rewrites is bounded like the parser.
+    const prepared = await within(prepareMime(raw), ms, 'MIME rewrite');
+    const input = prepared?.raw ?? raw;
+    rewritten = prepared?.rewritten ?? [];
+    parsed = await parseWithin(input, ms);
     if (totalReplacement(parsed) > 0) {
-      const repaired = await repairCharsets(raw);
+      const repaired = await within(repairCharsets(input), ms, 'charset repair');
       if (repaired) {
-        const again = await parseWithin(repaired.raw, within);
+        const again = await parseWithin(repaired.raw, ms);
         if (totalReplacement(again) < totalReplacement(parsed)) {
           parsed = again;
           repairedCharset = repaired.charset;
@@ -461,7 +670,7 @@ export async function parseMail(raw: Buffer, origin: MailOrigin, opts: { maxByte
     return { kind: 'reject', reason: 'auto_reply', detail: `mail from the mailbox's own address ${opts.ownAddress}` };
   }
   // The raw bytes stay as received (the archive keeps what the citizen sent).
-  return { kind: 'inbound', inbound: mailToInbound(facts, raw, origin), repairedCharset };
+  return { kind: 'inbound', inbound: mailToInbound(facts, raw, origin), repairedCharset, rewritten };
 }
 
 // ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import {
   splitUdh,
   type Segment,
 } from './parse.js';
+import { fillBitsAfter, packGsm7 } from '../../../test/support/smsc.js';
 
 const SVC = '106353112345';
 const ZH = '您好，我家楼下的路灯已经坏了一个星期，晚上非常黑，老人孩子出行很不安全，请有关部门尽快派人维修。';
@@ -224,6 +225,45 @@ describe('sms/parse', () => {
       const s2 = seg({ data_coding: 0, esm_class: 0x40, short_message: Buffer.concat([Buffer.from([5, 0, 3, 1, 2, 2]), Buffer.from('0', 'latin1')]) });
       const a = assemble([s2, s], OPTS);
       expect(a.kind === 'inbound' && a.inbound.content).to.equal('Hi €50');
+    });
+
+    it('data_coding 0 with packed septets: the text, marked as packed', () => {
+      const a = assemble([seg({ data_coding: 0, short_message: Buffer.from('c8329bfd06dddf723619', 'hex') })], OPTS);
+      expect(a.kind).to.equal('inbound');
+      if (a.kind !== 'inbound') return;
+      expect(a.inbound.content).to.equal('Hello world');
+      expect(a.inbound.source).to.include({ dataCoding: 0, gsm7Packed: true });
+      // Unpacked GSM is not marked.
+      const u = assemble([seg({ data_coding: 0, short_message: Buffer.from([0x48, 0x69]) })], OPTS);
+      expect(u.kind === 'inbound' && u.inbound.source.gsm7Packed).to.equal(undefined);
+    });
+
+    it('packed segments, each after its own UDH, in any order; a part without a high octet is packed too', () => {
+      const texts = ['Streetlight at Jingshi Road 5 ', 'has been broken for a week, ', 'please repair {urgent}'];
+      const udh = (seq: number) => Buffer.from([5, 0, 3, 0x2a, 3, seq]);
+      const parts = texts.map((t, i) => Buffer.concat([udh(i + 1), packGsm7(t, fillBitsAfter(6))]));
+      const segs = parts.map((b) => seg({ data_coding: 0, esm_class: 0x40, short_message: b }));
+      const a = assemble([segs[2]!, segs[0]!, segs[1]!], OPTS);
+      expect(a.kind === 'inbound' && a.inbound.content).to.equal(texts.join(''));
+      // 16-bit reference: a 7-octet UDH needs no fill bits.
+      const s16 = texts.map((t, i) => seg({ data_coding: 0, esm_class: 0x40, short_message: Buffer.concat([Buffer.from([6, 8, 4, 1, 2, 3, i + 1]), packGsm7(t)]) }));
+      const b = assemble(s16, OPTS);
+      expect(b.kind === 'inbound' && b.inbound.content).to.equal(texts.join(''));
+    });
+
+    it('data_coding 0 with octets above 0x7F that are not packed text: undecodable, raw octets kept', () => {
+      const cases: [string, Buffer][] = [
+        ['0x80-0x83', Buffer.from([0x80, 0x81, 0x82, 0x83])],
+        ['8-bit operator text (Latin-1)', Buffer.from('Straße kaputt, Grüße', 'latin1')],
+        ['GBK', iconv.encode('小区停电了', 'gbk')],
+      ];
+      for (const [what, octets] of cases) {
+        const a = assemble([seg({ data_coding: 0, short_message: octets })], OPTS);
+        expect(a, what).to.include({ kind: 'reject', reason: 'undecodable' });
+        if (a.kind !== 'reject') continue;
+        expect(a.detail, what).to.match(/^data_coding 0x00: octets above 0x7F/);
+        expect(JSON.parse(a.raw).parts[0].hex, what).to.equal(octets.toString('hex'));
+      }
     });
 
     it('binary coding: one rejected-input record for the whole message', () => {

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { Inbound } from '../types.js';
 import { codingInfo, decodeBytes } from './coding.js';
+import { readPackedGsm7 } from './gsm7.js';
 
 /**
  * Pure SMPP intake logic: a decoded deliver_sm/data_sm (with raw message bytes,
@@ -391,6 +392,15 @@ export function assemble(parts: Segment[], opts: AssembleOptions): Assembled {
     parts: ordered.map((p) => ({ seq: p.meta.seq, data_coding: p.meta.dataCoding, field: p.meta.field, hex: p.meta.rawHex })),
   });
 
+  // SMPP carries GSM 7-bit one septet per octet, so an octet above 0x7F means the
+  // text is not in that form. It may be packed septets (the air-interface form some
+  // SMSCs forward as they got it) or bytes of another charset; readPackedGsm7 takes
+  // it only when the bits are unambiguously packed text, and otherwise the message
+  // is refused as `undecodable` with its octets rather than turned into a ticket of
+  // garbage. Parts of one message are packed alike, so one such octet in any GSM
+  // part decides for all of them.
+  const packed = ordered.some((p) => isGsm(p.meta.dataCoding) && p.body.some((octet) => octet > 0x7f));
+
   // Runs of consecutive parts with the same coding are decoded as one byte string.
   const texts: string[] = [];
   let expected = 1;
@@ -400,7 +410,17 @@ export function assemble(parts: Segment[], opts: AssembleOptions): Assembled {
     const dc = run[0]!.meta.dataCoding;
     const info = codingInfo(dc);
     if (!info.ok) return { kind: 'reject', reason: 'unsupported_coding', detail: info.detail, raw };
-    texts.push(decodeBytes(info.charset, Buffer.concat(run.map((p) => p.body))));
+    if (info.charset === 'gsm7' && packed) {
+      // Packed septets are unpacked segment by segment: each part was packed on its
+      // own, after its own UDH (what precedes the body in the octets received).
+      const read = readPackedGsm7(run.map((p) => ({ octets: p.body, udhOctets: p.meta.rawHex.length / 2 - p.body.length })));
+      if (!read.ok) {
+        return { kind: 'reject', reason: 'undecodable', detail: `data_coding 0x${dc.toString(16).padStart(2, '0')}: octets above 0x7F are not GSM 7-bit septets, nor packed septets (${read.detail})`, raw };
+      }
+      texts.push(read.text);
+    } else {
+      texts.push(decodeBytes(info.charset, Buffer.concat(run.map((p) => p.body))));
+    }
     run = [];
     return null;
   };
@@ -448,6 +468,8 @@ export function assemble(parts: Segment[], opts: AssembleOptions): Assembled {
       missingSegments: missing,
       concatenation: m.method === 'none' ? null : { method: m.method, ref: m.ref },
       messagePayload: ordered.some((p) => p.meta.field === 'message_payload'),
+      // Set only when the GSM text arrived packed against the SMPP convention.
+      ...(packed ? { gsm7Packed: true } : {}),
       sourceTon: m.ton,
       sourceNpi: m.npi,
     },

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import iconv from 'iconv-lite';
-import { SERVICE_NUMBER, type ConcatMethod } from '../../support/smsc.js';
+import { SERVICE_NUMBER, fillBitsAfter, packGsm7, type ConcatMethod } from '../../support/smsc.js';
 import { from, has, marker, nextPhone, startRig, type SmsRig } from './helpers.js';
 
 const ZH = '您好，我家楼下的路灯已经坏了一个星期，晚上非常黑，老人孩子出行很不安全，请有关部门尽快派人维修，谢谢！';
@@ -59,6 +59,42 @@ describe('sms intake (SMPP deliver_sm → ticket)', function () {
       const [t] = await rig.gw.created.waitFor(has(m));
       expect(t!.body.content).to.equal(text);
       expect(t!.body.source.dataCoding).to.equal(15);
+    });
+
+    it('0 with packed septets (against the SMPP convention): a ticket with the text', async () => {
+      const sender = nextPhone();
+      const octets = packGsm7('Hello world');
+      expect(octets.toString('hex')).to.equal('c8329bfd06dddf723619');
+      expect(await rig.smsc.deliver({ source_addr: sender, data_coding: 0, short_message: octets })).to.equal(0);
+      const [t] = await rig.gw.created.waitFor(from(sender));
+      expect(t!.body.content).to.equal('Hello world');
+      expect(t!.body.source).to.include({ dataCoding: 0, gsm7Packed: true });
+    });
+
+    it('0 with packed septets in two UDH segments, each packed after its own header', async () => {
+      const m = marker('pk');
+      const sender = nextPhone();
+      const halves = ['Streetlight at Jingshi Road 5 is broken, ', `please repair {urgent} ${m}`];
+      const segs = halves.map((h, i) => Buffer.concat([Buffer.from([5, 0, 3, 0x5c, 2, i + 1]), packGsm7(h, fillBitsAfter(6))]));
+      for (const sm of segs.reverse()) expect(await rig.smsc.deliver({ source_addr: sender, data_coding: 0, esm_class: 0x40, short_message: sm })).to.equal(0);
+      const [t] = await rig.gw.created.waitFor(has(m));
+      expect(t!.body.content).to.equal(halves.join(''));
+      expect(t!.body.source).to.include({ segments: 2, gsm7Packed: true });
+    });
+
+    it('0 with octets above 0x7F that are not packed text: acknowledged, intake.rejected (undecodable) with the octets, no ticket', async () => {
+      const cases = [Buffer.from([0x80, 0x81, 0x82, 0x83]), Buffer.from('Straße kaputt, Grüße', 'latin1')];
+      for (const octets of cases) {
+        const sender = nextPhone();
+        expect(await rig.smsc.deliver({ source_addr: sender, data_coding: 0, short_message: octets })).to.equal(0);
+        const [r] = await rig.gw.rejected.waitFor((x) => x.body.channel === 'sms' && JSON.stringify(x.body).includes(sender));
+        expect(r!.routingKey).to.equal('intake.rejected.sms');
+        expect(r!.body.reason).to.equal('undecodable');
+        expect(r!.body.detail).to.match(/octets above 0x7F/);
+        expect(r!.body.rawEncoding).to.equal('utf8');
+        expect(JSON.parse(r!.body.raw).parts[0]).to.include({ data_coding: 0, hex: octets.toString('hex') });
+        expect(await rig.gw.created.settle(from(sender), 300)).to.have.length(0);
+      }
     });
 
     it('binary (4): acknowledged, recorded on intake.rejected, no ticket', async () => {
