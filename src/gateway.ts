@@ -50,6 +50,8 @@ export interface GatewayOptions {
   store?: Store;
   /** Where attachments live when `store` is shared (every instance serves every file). */
   attachments?: AttachmentFiles;
+  /** This instance's name in a shared store (see `openGateway`). */
+  instanceId?: string;
 }
 
 /**
@@ -87,7 +89,7 @@ export class Gateway {
     this.clock = opts.clock ?? systemClock;
     this.logger = opts.logger ?? createLogger(config.LOG_LEVEL);
     this.metrics = createMetrics();
-    this.instanceId = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+    this.instanceId = opts.instanceId ?? newInstanceId();
     this.store = opts.store ?? new SqliteStore(config.DATA_DIR, { sync: config.STORE_SYNC }, this.clock);
     this.attachments = opts.attachments ?? new AttachmentStore(config.DATA_DIR, config.ATTACHMENT_MAX_BYTES);
     const rules = loadRules(config.RULES_FILE ?? join(projectRoot(), 'config', 'rules.json'));
@@ -314,6 +316,25 @@ export class Gateway {
     await this.store.close();
     this.logger.info({ ms: Date.now() - started, unpublished: 'kept in the journal' }, 'stopped');
   }
+}
+
+/** Unique per process and start: owner of the rows and leases it takes in a shared store. */
+function newInstanceId(): string {
+  return `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+}
+
+/**
+ * A gateway on the store its configuration names: PostgreSQL when DATABASE_URL is
+ * set (the driver loads only then; the schema is created or migrated first, safely
+ * when several instances start together), else the embedded SQLite store in DATA_DIR.
+ */
+export async function openGateway(config: Config, opts: GatewayOptions = {}): Promise<Gateway> {
+  if (!config.DATABASE_URL || opts.store) return new Gateway(config, opts);
+  const { PostgresStore } = await import('./store/postgres/index.js');
+  const instanceId = opts.instanceId ?? newInstanceId();
+  const logger = opts.logger ?? createLogger(config.LOG_LEVEL);
+  const store = await PostgresStore.open({ url: config.DATABASE_URL, clock: opts.clock ?? systemClock, instanceId, logger: logger.child({ store: 'postgres' }) });
+  return new Gateway(config, { ...opts, logger, instanceId, store, attachments: store.attachmentStore(config.ATTACHMENT_MAX_BYTES) });
 }
 
 function sleep(ms: number): Promise<void> {

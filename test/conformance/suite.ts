@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import type { Channel } from '../../src/ticket.js';
 import { TicketV1 } from '../../src/ticket.js';
-import type { TestGateway } from '../support/gateway.js';
+import type { StoreChoice, TestGateway } from '../support/gateway.js';
 
 /**
  * What every channel adapter promises, checked the same way for each, over its
@@ -18,8 +18,8 @@ export interface DeliveryResult {
 
 export interface ConformanceHarness<Ctx = unknown> {
   channel: Channel;
-  /** Start the gateway with this channel on, and whatever upstream peer it needs. */
-  setup(): Promise<{ tg: TestGateway; ctx: Ctx }>;
+  /** Start the gateway on `store` with this channel on, and whatever upstream peer it needs. */
+  setup(store: StoreChoice): Promise<{ tg: TestGateway; ctx: Ctx }>;
   /** Deliver a new citizen message whose content contains `marker`. Resolves when the upstream got its answer. */
   send(ctx: Ctx, marker: string): Promise<DeliveryResult>;
   /** Deliver the very same upstream message again, as the platform does on a retry. */
@@ -33,14 +33,19 @@ function unique(tag: string): string {
   return `${tag}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
 }
 
+/** Every adapter passes the same suite on each store backend. */
 export function runConformance<Ctx>(h: ConformanceHarness<Ctx>): void {
-  describe(`conformance: ${h.channel} adapter`, function () {
+  for (const store of ['sqlite', 'postgres'] as const) conformanceOn(h, store);
+}
+
+function conformanceOn<Ctx>(h: ConformanceHarness<Ctx>, store: StoreChoice): void {
+  describe(`conformance: ${h.channel} adapter (${store} store)`, function () {
     this.timeout(60_000);
     let tg: TestGateway;
     let ctx: Ctx;
 
     before(async () => {
-      ({ tg, ctx } = await h.setup());
+      ({ tg, ctx } = await h.setup(store));
     });
     after(async () => {
       await h.teardown(ctx).catch(() => {});

@@ -10,6 +10,7 @@ import type {
   DueDeadline,
   FiredDeadline,
   OutboundInsert,
+  OutboundKind,
   OutboundRecord,
   OutboundResult,
   OutboxMessage,
@@ -311,6 +312,10 @@ export class PostgresStore implements Store {
     return this.read((db) => T.getTicketByNumber(db, number));
   }
 
+  listTickets(q: { since: number; channel?: Channel; limit: number }): Promise<TicketRecord[]> {
+    return this.read((db) => T.listTickets(db, q.since, q.channel ?? null, q.limit));
+  }
+
   updateTicket(id: string, change: (t: TicketRecord, now: number) => TicketChange | null): Promise<{ record: TicketRecord; changed: boolean } | null> {
     return this.unit(async (c, u) => {
       const now = this.clock.now();
@@ -373,8 +378,8 @@ export class PostgresStore implements Store {
     return this.unit((db) => B.setDelivery(db, channel, upstreamId, status), false);
   }
 
-  outboundOfTicket(ticketId: string, limit: number): Promise<OutboundRecord[]> {
-    return this.read((db) => B.outboundOfTicket(db, ticketId, limit));
+  outboundOfTicket(ticketId: string, limit: number, kind?: OutboundKind): Promise<OutboundRecord[]> {
+    return this.read((db) => B.outboundOfTicket(db, ticketId, limit, kind ?? null));
   }
 
   nextOutboundAfter(after: number): Promise<number | null> {

@@ -117,11 +117,12 @@ export async function setDelivery(db: Db, channel: string, upstreamId: string, s
   return ((await query(db, `UPDATE outbound SET delivery = $3 WHERE channel = $1 AND upstream_id = $2`, [channel, upstreamId, status])).rowCount ?? 0) > 0;
 }
 
-export async function outboundOfTicket(db: Db, ticketId: string, limit: number): Promise<OutboundRecord[]> {
+export async function outboundOfTicket(db: Db, ticketId: string, limit: number, kind: string | null): Promise<OutboundRecord[]> {
   const rs = await rows<OutboundRow>(
     db,
-    `SELECT ${COLS} FROM (SELECT ${COLS}, ord FROM outbound WHERE ticket_id = $1 ORDER BY created_at DESC, ord DESC LIMIT $2) n ORDER BY created_at, ord`,
-    [ticketId, limit],
+    `SELECT ${COLS} FROM (SELECT ${COLS}, ord FROM outbound WHERE ticket_id = $1 AND ($3::text IS NULL OR kind = $3)
+       ORDER BY created_at DESC, ord DESC LIMIT $2) n ORDER BY created_at, ord`,
+    [ticketId, limit, kind],
   );
   return rs.map(toRecord);
 }

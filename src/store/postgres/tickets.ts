@@ -53,6 +53,16 @@ export async function getTicketByNumber(db: Db, number: string): Promise<TicketR
   return r ? toRecord(r) : null;
 }
 
+/** Tickets received at or after `since`, oldest first (operations: replay, look-ups). */
+export async function listTickets(db: Db, since: number, channel: string | null, limit: number): Promise<TicketRecord[]> {
+  const rs = await rows<TicketRow>(
+    db,
+    `SELECT ${COLS} FROM tickets WHERE created_at >= $1 AND ($2::text IS NULL OR channel = $2) ORDER BY created_at, number LIMIT $3`,
+    [since, channel, limit],
+  );
+  return rs.map(toRecord);
+}
+
 /**
  * The first of `refs` that names a ticket, in the order given: a ticket number
  * (YYYYMMDD-NNNNNN) by its number, anything else through the refs table. One

@@ -88,7 +88,8 @@ export class SqliteStore implements Store {
 
       const day = unit.dayOf(now);
       const number = `${day}-${String(j.nextNumber(day)).padStart(6, '0')}`;
-      const recent = recentTickets(j.recentByCitizen(unit.citizenKey, now - unit.repeatWindowMs));
+      // Lazy: the statement runs only if create() reads it, and is closed when it stops reading.
+      const recent = recentTickets(() => j.recentByCitizen(unit.citizenKey, now - unit.repeatWindowMs));
       const nt = unit.create({ now, number, recent });
       j.insertTicket(
         {
@@ -398,8 +399,8 @@ function toRecord(row: TicketRow): TicketRecord {
   };
 }
 
-function* recentTickets(rows: IterableIterator<{ id: string; matter: string; repeat_of: string | null }>): Generator<RecentTicket> {
-  for (const r of rows) yield { id: r.id, matter: r.matter, repeatOf: r.repeat_of };
+function* recentTickets(read: () => IterableIterator<{ id: string; matter: string; repeat_of: string | null }>): Generator<RecentTicket> {
+  for (const r of read()) yield { id: r.id, matter: r.matter, repeatOf: r.repeat_of };
 }
 
 function toOutboundRow(o: OutboundInsert) {

@@ -340,7 +340,9 @@ export class Journal {
     c.batch.forEach((item, i) => {
       const r = c.results[i]!;
       if (r.ok) item.resolve(r.value);
-      else item.reject(r.value instanceof GatewayError ? r.value : storeError(r.value));
+      // A database failure is the store's (transient); anything a unit threw itself (a refused
+      // ticket, a caller's callback) reaches the caller unchanged.
+      else item.reject(r.value instanceof Database.SqliteError ? storeError(r.value) : r.value);
     });
     if (c.addedOutbox) this.onOutbox();
   }
