@@ -50,12 +50,17 @@ export class AttachmentStore implements AttachmentFiles {
       }
       await rename(tmp, final);
     }
-    return {
-      fileName: att.fileName || 'attachment',
-      mimeType: att.mimeType || 'application/octet-stream',
-      size: att.data.length,
-      sha256,
-      url: `/api/v1/attachments/${sha256}`,
-    };
+    return attachmentOf(att, sha256);
   }
+}
+
+/** What a ticket says of a kept file, whichever backend keeps it: the same shape and URL. */
+export function attachmentOf(att: InboundAttachment, sha256: string): Attachment {
+  return {
+    fileName: att.fileName || 'attachment',
+    mimeType: att.mimeType || 'application/octet-stream',
+    size: att.data.length,
+    sha256,
+    url: `/api/v1/attachments/${sha256}`,
+  };
 }

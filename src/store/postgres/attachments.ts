@@ -5,6 +5,7 @@ import type { InboundAttachment } from '../../channels/types.js';
 import type { Clock } from '../../clock.js';
 import { GatewayError } from '../../errors.js';
 import { first, query, storeError } from './db.js';
+import { attachmentOf } from '../attachments.js';
 
 /**
  * Attachments of a cluster, content-addressed by SHA-256 in the shared database
@@ -33,13 +34,7 @@ export class PgAttachmentStore {
     } catch (err) {
       throw storeError(err);
     }
-    return {
-      fileName: att.fileName || 'attachment',
-      mimeType: att.mimeType || 'application/octet-stream',
-      size: att.data.length,
-      sha256,
-      url: `/api/v1/attachments/${sha256}`,
-    };
+    return attachmentOf(att, sha256);
   }
 
   /** The file's bytes, or null when no such attachment is stored. */

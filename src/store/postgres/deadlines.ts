@@ -1,6 +1,6 @@
 import type { DeadlineKind, DueDeadline, FiredDeadline } from '../types.js';
 import { first, query, rows, type Db } from './db.js';
-import { toRecord, type TicketRow } from './tickets.js';
+import { toTicketRecord, type TicketRow } from '../rows.js';
 import type { TicketRecord } from '../types.js';
 
 /**
@@ -17,7 +17,7 @@ export async function claimDue(db: Db, now: number, limit: number): Promise<{ du
     `SELECT ${COLS} FROM tickets WHERE due_at <= $1 ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED`,
     [now, limit],
   );
-  return rs.map((r) => ({ due: { ticketId: r.id, kind: r.due_kind, dueAt: r.due_at, respondBy: r.respond_by }, record: toRecord(r) }));
+  return rs.map((r) => ({ due: { ticketId: r.id, kind: r.due_kind, dueAt: r.due_at, respondBy: r.respond_by }, record: toTicketRecord(r) }));
 }
 
 /** Moves each fired ticket on to its next event (or none) and applies the lifecycle fields, in one statement. */

@@ -1,6 +1,6 @@
-import type { Channel } from '../../ticket.js';
-import type { OutboundInsert, OutboundKind, OutboundRecord, OutboundResult, OutboundState, OutboundTarget } from '../types.js';
+import type { OutboundInsert, OutboundRecord, OutboundResult } from '../types.js';
 import { MS, first, query, rows, type Db } from './db.js';
+import { toOutboundRecord, type OutboundRow } from '../rows.js';
 
 /**
  * Receipts, replies and notices to citizens. A sender claims due rows with a
@@ -10,43 +10,7 @@ import { MS, first, query, rows, type Db } from './db.js';
 
 const COLS = 'id, ticket_id, channel, kind, text, target, state, attempts, next_at, created_at, sent_at, via, upstream_id, delivery, error';
 
-interface OutboundRow {
-  id: string;
-  ticket_id: string | null;
-  channel: string;
-  kind: string;
-  text: string;
-  target: string;
-  state: string;
-  attempts: number;
-  next_at: number;
-  created_at: number;
-  sent_at: number | null;
-  via: string | null;
-  upstream_id: string | null;
-  delivery: string | null;
-  error: string | null;
-}
 
-function toRecord(r: OutboundRow): OutboundRecord {
-  return {
-    id: r.id,
-    ticketId: r.ticket_id,
-    channel: r.channel as Channel,
-    kind: r.kind as OutboundKind,
-    text: r.text,
-    target: JSON.parse(r.target) as OutboundTarget,
-    nextAt: r.next_at,
-    createdAt: r.created_at,
-    state: r.state as OutboundState,
-    attempts: r.attempts,
-    sentAt: r.sent_at,
-    via: r.via,
-    upstreamId: r.upstream_id,
-    delivery: r.delivery,
-    error: r.error,
-  };
-}
 
 /** Inserts the rows whose id is new; an existing id is left as it is (ids are idempotency keys). */
 export async function insertOutbound(db: Db, list: OutboundInsert[]): Promise<number> {
@@ -91,7 +55,7 @@ export async function claimOutbound(db: Db, now: number, limit: number, owner: s
       RETURNING ${COLS}, ord`,
     [now, limit, owner, leaseMs],
   );
-  return (rs as (OutboundRow & { ord: number })[]).sort((a, b) => a.next_at - b.next_at || a.ord - b.ord).map(toRecord);
+  return (rs as (OutboundRow & { ord: number })[]).sort((a, b) => a.next_at - b.next_at || a.ord - b.ord).map(toOutboundRecord);
 }
 
 /** Marks the row sent; its ticket id (null when it has none or the row is unknown). */
@@ -124,7 +88,7 @@ export async function outboundOfTicket(db: Db, ticketId: string, limit: number, 
        ORDER BY created_at DESC, ord DESC LIMIT $2) n ORDER BY created_at, ord`,
     [ticketId, limit, kind],
   );
-  return rs.map(toRecord);
+  return rs.map(toOutboundRecord);
 }
 
 export async function nextOutboundAfter(db: Db, after: number): Promise<number | null> {

@@ -1,5 +1,6 @@
 import type { OutboxMessage } from '../types.js';
 import { MS, first, query, rows, type Db } from './db.js';
+import { toOutboxMessage, type OutboxRow } from '../rows.js';
 
 /**
  * The outbox shared by every instance's relay. A relay takes rows by writing its
@@ -10,16 +11,6 @@ import { MS, first, query, rows, type Db } from './db.js';
 
 export const OUTBOX_CHANNEL = 'gateway_outbox';
 
-interface OutboxRow {
-  seq: number;
-  routing_key: string;
-  message_id: string;
-  type: string;
-  headers: string;
-  body: string;
-  created_at: number;
-  ticket_body: string | null;
-}
 
 /** Takes up to `limit` rows no live relay holds, oldest first, for `leaseMs`. */
 export async function takeOutbox(db: Db, owner: string, leaseMs: number, limit: number): Promise<OutboxMessage[]> {
@@ -35,16 +26,7 @@ export async function takeOutbox(db: Db, owner: string, leaseMs: number, limit: 
       ORDER BY k.seq`,
     [owner, leaseMs, limit],
   );
-  return rs.map((r) => ({
-    seq: r.seq,
-    routingKey: r.routing_key,
-    messageId: r.message_id,
-    type: r.type,
-    headers: JSON.parse(r.headers) as Record<string, unknown>,
-    // Tickets are never deleted, so a row pointing at one always finds it; the row's own body keeps it visible if not.
-    body: r.ticket_body ?? r.body,
-    createdAt: r.created_at,
-  }));
+  return rs.map(toOutboxMessage);
 }
 
 /** Confirmed rows leave, whoever holds them now: a second publish is what a consumer dedupes anyway. */

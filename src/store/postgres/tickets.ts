@@ -1,56 +1,28 @@
-import type { Channel, Ticket } from '../../ticket.js';
+import type { Channel } from '../../ticket.js';
 import type { NewTicket, RecentTicket, TicketChange, TicketRecord } from '../types.js';
 import { first, query, rows, type Db } from './db.js';
+import { toTicketRecord, type TicketRow } from '../rows.js';
 
 /** Tickets, their numbers, dedupe keys and refs. The raw input stays in the table for audit; reads leave it there. */
 
 const COLS = 'id, number, channel, citizen_key, created_at, respond_by, acknowledged_at, responded_at, breached, repeat_of, body';
 
-export interface TicketRow {
-  id: string;
-  number: string;
-  channel: string;
-  citizen_key: string;
-  created_at: number;
-  respond_by: number;
-  acknowledged_at: number | null;
-  responded_at: number | null;
-  breached: boolean;
-  repeat_of: string | null;
-  body: string;
-}
 
-export function toRecord(r: TicketRow): TicketRecord {
-  return {
-    id: r.id,
-    number: r.number,
-    channel: r.channel as Channel,
-    citizenKey: r.citizen_key,
-    createdAt: r.created_at,
-    respondBy: r.respond_by,
-    acknowledgedAt: r.acknowledged_at,
-    respondedAt: r.responded_at,
-    breached: r.breached,
-    repeatOf: r.repeat_of,
-    ticket: JSON.parse(r.body) as Ticket,
-    json: r.body,
-  };
-}
 
 export async function getTicket(db: Db, id: string): Promise<TicketRecord | null> {
   const r = await first<TicketRow>(db, `SELECT ${COLS} FROM tickets WHERE id = $1`, [id]);
-  return r ? toRecord(r) : null;
+  return r ? toTicketRecord(r) : null;
 }
 
 /** The row locked until the unit ends: changes to one ticket are applied one at a time, cluster-wide. */
 export async function lockTicket(db: Db, id: string): Promise<TicketRecord | null> {
   const r = await first<TicketRow>(db, `SELECT ${COLS} FROM tickets WHERE id = $1 FOR UPDATE`, [id]);
-  return r ? toRecord(r) : null;
+  return r ? toTicketRecord(r) : null;
 }
 
 export async function getTicketByNumber(db: Db, number: string): Promise<TicketRecord | null> {
   const r = await first<TicketRow>(db, `SELECT ${COLS} FROM tickets WHERE number = $1`, [number]);
-  return r ? toRecord(r) : null;
+  return r ? toTicketRecord(r) : null;
 }
 
 /** Tickets received at or after `since`, oldest first (operations: replay, look-ups). */
@@ -60,7 +32,7 @@ export async function listTickets(db: Db, since: number, channel: string | null,
     `SELECT ${COLS} FROM tickets WHERE created_at >= $1 AND ($2::text IS NULL OR channel = $2) ORDER BY created_at, number LIMIT $3`,
     [since, channel, limit],
   );
-  return rs.map(toRecord);
+  return rs.map(toTicketRecord);
 }
 
 /**
@@ -80,7 +52,7 @@ export async function ticketNamedBy(db: Db, refs: string[]): Promise<TicketRecor
       ORDER BY x.ord LIMIT 1`,
     [refs],
   );
-  return r ? toRecord(r) : null;
+  return r ? toTicketRecord(r) : null;
 }
 
 /** Serializes every unit about the same upstream message, on any instance, until the unit ends. */
@@ -112,7 +84,7 @@ export async function lookupSeen(
   );
   const seen = r?.seen_id != null;
   const seenId = seen && r!.seen_valid ? r!.seen_id! : keyedId;
-  return { seen, seenId, ticket: r?.id ? toRecord(r as TicketRow) : null };
+  return { seen, seenId, ticket: r?.id ? toTicketRecord(r as TicketRow) : null };
 }
 
 export async function touchDedupe(db: Db, channel: string, key: string, now: number): Promise<void> {
@@ -182,5 +154,5 @@ export async function applyChange(db: Db, id: string, change: TicketChange): Pro
       WHERE id = $1 RETURNING ${COLS}`,
     [id, change.acknowledgedAt ?? null, change.respondedAt ?? null, change.breached === true, change.clearDue === true],
   );
-  return r ? toRecord(r) : null;
+  return r ? toTicketRecord(r) : null;
 }

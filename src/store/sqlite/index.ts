@@ -19,7 +19,8 @@ import type {
   TicketRecord,
   UnitWrites,
 } from '../types.js';
-import { Journal, type OutboundRow, type TicketRow } from './journal.js';
+import { Journal } from './journal.js';
+import { toOutboundRecord, toTicketRecord } from '../rows.js';
 
 /**
  * The embedded backend: the `Store` units on the SQLite journal in DATA_DIR. One
@@ -72,14 +73,14 @@ export class SqliteStore implements Store {
       if (seen && seenId) j.touchDedupe(unit.channel, unit.dedupeKey, now);
       if (seenRow) {
         if (unit.partsGroup) j.dropParts(unit.channel, unit.partsGroup);
-        return { status: 'duplicate', record: toRecord(seenRow), now };
+        return { status: 'duplicate', record: toTicketRecord(seenRow), now };
       }
 
       for (const ref of unit.threadRefs) {
         const tid = j.getRef(ref);
         const row = tid ? j.getTicketRow(tid) : undefined;
         if (!row || row.state !== 'open') continue;
-        const record = toRecord(row);
+        const record = toTicketRecord(row);
         this.applyWrites(unit.followup(record, now), now);
         j.setDedupe(unit.channel, unit.dedupeKey, record.id, now);
         if (unit.partsGroup) j.dropParts(unit.channel, unit.partsGroup);
@@ -172,16 +173,16 @@ export class SqliteStore implements Store {
 
   async getTicket(id: string): Promise<TicketRecord | null> {
     const row = this.journal.getTicketRow(id);
-    return row ? toRecord(row) : null;
+    return row ? toTicketRecord(row) : null;
   }
 
   async getTicketByNumber(number: string): Promise<TicketRecord | null> {
     const row = this.journal.getTicketRowByNumber(number);
-    return row ? toRecord(row) : null;
+    return row ? toTicketRecord(row) : null;
   }
 
   async listTickets(q: { since: number; channel?: Channel; limit: number }): Promise<TicketRecord[]> {
-    return this.journal.ticketsSince(q.since, q.channel ?? null, q.limit).map(toRecord);
+    return this.journal.ticketsSince(q.since, q.channel ?? null, q.limit).map(toTicketRecord);
   }
 
   updateTicket(id: string, change: (t: TicketRecord, now: number) => TicketChange | null): Promise<{ record: TicketRecord; changed: boolean } | null> {
@@ -189,7 +190,7 @@ export class SqliteStore implements Store {
       const now = this.clock.now();
       const row = this.journal.getTicketRow(id);
       if (!row) return null;
-      const record = toRecord(row);
+      const record = toTicketRecord(row);
       const c = change(record, now);
       if (!c) return { record, changed: false };
       return { record: this.applyChange(record, c, now), changed: true };
@@ -231,7 +232,7 @@ export class SqliteStore implements Store {
         const ticketId = j.getOutbound(id)?.ticket_id;
         const row = ticketId && change ? j.getTicketRow(ticketId) : undefined;
         if (!row) return;
-        const record = toRecord(row);
+        const record = toTicketRecord(row);
         const c = change!(record, now);
         if (c) this.applyChange(record, c, now);
       })
@@ -275,7 +276,7 @@ export class SqliteStore implements Store {
         const due: DueDeadline = { ticketId: d.ticket_id, kind: d.kind, dueAt: d.due_at, respondBy: d.respond_by };
         const row = j.getTicketRow(d.ticket_id);
         if (!row) continue;
-        const record = toRecord(row);
+        const record = toTicketRecord(row);
         const fired = decide(due, record);
         if (!fired) continue;
         if (!j.advanceDue(d.ticket_id, { kind: d.kind, at: d.due_at }, fired.next)) continue;
@@ -382,22 +383,6 @@ export class SqliteStore implements Store {
   }
 }
 
-function toRecord(row: TicketRow): TicketRecord {
-  return {
-    id: row.id,
-    number: row.number,
-    channel: row.channel as Channel,
-    citizenKey: row.citizen_key,
-    createdAt: row.created_at,
-    respondBy: row.respond_by,
-    acknowledgedAt: row.acknowledged_at,
-    respondedAt: row.responded_at,
-    breached: row.breached === 1,
-    repeatOf: row.repeat_of,
-    ticket: JSON.parse(row.body) as TicketRecord['ticket'],
-    json: row.body,
-  };
-}
 
 function* recentTickets(read: () => IterableIterator<{ id: string; matter: string; repeat_of: string | null }>): Generator<RecentTicket> {
   for (const r of read()) yield { id: r.id, matter: r.matter, repeatOf: r.repeat_of };
@@ -416,22 +401,3 @@ function toOutboundRow(o: OutboundInsert) {
   };
 }
 
-function toOutboundRecord(r: OutboundRow): OutboundRecord {
-  return {
-    id: r.id,
-    ticketId: r.ticket_id,
-    channel: r.channel as Channel,
-    kind: r.kind as OutboundRecord['kind'],
-    text: r.text,
-    target: JSON.parse(r.target) as OutboundRecord['target'],
-    nextAt: r.next_at,
-    createdAt: r.created_at,
-    state: r.state,
-    attempts: r.attempts,
-    sentAt: r.sent_at,
-    via: r.via,
-    upstreamId: r.upstream_id,
-    delivery: r.delivery,
-    error: r.error,
-  };
-}

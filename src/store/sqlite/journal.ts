@@ -4,7 +4,10 @@ import { join } from 'node:path';
 import { GatewayError } from '../../errors.js';
 import type { StoredPart } from '../../channels/types.js';
 import type { OutboxInsert, OutboxMessage } from '../types.js';
+import { toOutboxMessage, type OutboundRow, type OutboxRow, type TicketRow as SharedTicketRow } from '../rows.js';
 import { SCHEMA, migrate } from './schema.js';
+
+export type { OutboundRow };
 
 /**
  * The embedded store: one SQLite file in DATA_DIR, WAL mode. It is the journal
@@ -30,51 +33,15 @@ import { SCHEMA, migrate } from './schema.js';
 
 const TICKET_COLUMNS = 'id, number, channel, citizen_key, created_at, respond_by, state, acknowledged_at, responded_at, breached, matter, repeat_of, body';
 
-export interface TicketRow {
-  id: string;
-  number: string;
-  channel: string;
-  citizen_key: string;
-  created_at: number;
-  respond_by: number;
+/** A ticket row as this file keeps it: the shared shape plus its state and matter. */
+export interface TicketRow extends SharedTicketRow {
   state: string;
-  acknowledged_at: number | null;
-  responded_at: number | null;
-  breached: number;
   matter: string;
-  repeat_of: string | null;
-  body: string;
+  breached: number;
 }
 
 
-interface OutboxDbRow {
-  seq: number;
-  routing_key: string;
-  message_id: string;
-  type: string;
-  headers: string;
-  body: string;
-  created_at: number;
-  ticket_body: string | null;
-}
 
-export interface OutboundRow {
-  id: string;
-  ticket_id: string | null;
-  channel: string;
-  kind: string;
-  text: string;
-  target: string;
-  state: 'pending' | 'sent' | 'failed';
-  attempts: number;
-  next_at: number;
-  created_at: number;
-  sent_at: number | null;
-  via: string | null;
-  upstream_id: string | null;
-  delivery: string | null;
-  error: string | null;
-}
 
 /** A ticket's next deadline event: the warning, then the breach at respond_by. */
 export interface DeadlineRow {
@@ -127,18 +94,6 @@ interface Mark {
   addedOutbox: boolean;
 }
 
-function fromDb(r: OutboxDbRow): OutboxMessage {
-  return {
-    seq: r.seq,
-    routingKey: r.routing_key,
-    messageId: r.message_id,
-    type: r.type,
-    headers: JSON.parse(r.headers) as Record<string, unknown>,
-    // A row pointing at its ticket whose ticket is gone cannot occur (tickets are never deleted); '' keeps it visible if it did.
-    body: r.ticket_body ?? r.body,
-    createdAt: r.created_at,
-  };
-}
 
 function storeError(err: unknown): GatewayError {
   if (err instanceof GatewayError) return err;
@@ -573,7 +528,7 @@ export class Journal {
    */
   readOutbox(afterSeq: number, limit: number): OutboxMessage[] {
     if (afterSeq + 1 < this.cacheFrom) {
-      const rows = (this.stmts.readOutbox.all(afterSeq, Math.min(this.cacheFrom, this.durableSeq + 1), limit) as OutboxDbRow[]).map(fromDb);
+      const rows = (this.stmts.readOutbox.all(afterSeq, Math.min(this.cacheFrom, this.durableSeq + 1), limit) as OutboxRow[]).map(toOutboxMessage);
       if (rows.length === limit) return rows;
       if (this.cacheFrom === CACHE_OFF) {
         const max = (this.stmts.maxOutboxSeq.get() as { seq: number | null }).seq ?? 0;
