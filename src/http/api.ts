@@ -1,16 +1,12 @@
 import express from 'express';
-import { z } from 'zod';
 import type { IntakeService } from '../intake.js';
 import type { AttachmentFiles } from '../store/types.js';
 import type { Ticket } from '../ticket.js';
 import { GatewayError } from '../errors.js';
+import { ReplyRequest } from '../publish/schemas.js';
 import { forbidden, type ApiAccess, type ApiClient } from './auth.js';
 import { jsonBody } from './body.js';
 
-export const ReplyRequest = z.object({
-  replyId: z.string().trim().min(1).max(200),
-  text: z.string().trim().min(1).max(4000),
-});
 
 const TICKET_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 

@@ -1,6 +1,5 @@
 import { z } from 'zod';
 import { Attachment, Category, Channel } from '../ticket.js';
-import { ReplyRequest } from '../http/api.js';
 
 /**
  * Bodies and headers of everything on the `tickets` exchange besides the ticket
@@ -111,5 +110,11 @@ export const ReplyFailed = z
 export type ReplyFailed = z.infer<typeof ReplyFailed>;
 
 /** What downstream publishes to the `tickets.replies` queue (the same fields as the HTTP reply, plus the ticket). */
+/** A downstream reply, by HTTP (`POST /api/v1/tickets/:id/replies`) or, with its ticketId, on `tickets.replies`. */
+export const ReplyRequest = z.object({
+  replyId: z.string().trim().min(1).max(200),
+  text: z.string().trim().min(1).max(4000),
+});
+
 export const ReplyMessage = ReplyRequest.extend({ ticketId: z.string().min(1) }).describe('A reply to send to the citizen');
 export type ReplyMessage = z.infer<typeof ReplyMessage>;
