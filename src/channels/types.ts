@@ -7,12 +7,9 @@ import type { FastRoutes } from '../http/fast.js';
 import type { ApiAccess } from '../http/auth.js';
 
 export type { Channel, Ticket } from '../ticket.js';
+import type { InboundAttachment, StoredPart } from '../store/types.js';
+export type { InboundAttachment, StoredPart };
 
-export interface InboundAttachment {
-  fileName: string;
-  mimeType: string;
-  data: Buffer;
-}
 
 /**
  * One citizen message as a channel adapter hands it to the intake. Built by the
@@ -111,12 +108,6 @@ export interface TicketStatus {
   replies: { replyId: string; text: string; state: string; at: string; sentAt: string | null }[];
 }
 
-export interface StoredPart {
-  index: number;
-  data: Buffer;
-  meta: string;
-  receivedAt: Date;
-}
 
 /** Durable per-channel state. Keys are scoped to the channel. */
 export interface ChannelState {

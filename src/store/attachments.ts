@@ -2,8 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, open, readFile, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Attachment } from '../ticket.js';
-import type { InboundAttachment } from '../channels/types.js';
-import type { AttachmentFiles } from './types.js';
+import type { AttachmentFiles, InboundAttachment } from './types.js';
 import { GatewayError } from '../errors.js';
 
 /**

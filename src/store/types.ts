@@ -1,5 +1,4 @@
 import type { Attachment, Channel, Ticket } from '../ticket.js';
-import type { InboundAttachment, StoredPart } from '../channels/types.js';
 
 /**
  * The store, as the rest of the gateway sees it. Every method that writes is one
@@ -15,6 +14,22 @@ import type { InboundAttachment, StoredPart } from '../channels/types.js';
  */
 
 export type StoreKind = 'sqlite' | 'postgres';
+
+/** A file as a citizen sent it, before it is kept. */
+export interface InboundAttachment {
+  fileName: string;
+  mimeType: string;
+  data: Buffer;
+}
+
+/** One part of a multi-part upstream message (an SMS segment), kept until the message is whole. */
+export interface StoredPart {
+  index: number;
+  data: Buffer;
+  meta: string;
+  receivedAt: Date;
+}
+
 
 /** A message to publish, journaled in the same unit as the change it reports. */
 export interface OutboxInsert {

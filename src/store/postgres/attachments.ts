@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { Attachment } from '../../ticket.js';
-import type { InboundAttachment } from '../../channels/types.js';
+import type { InboundAttachment } from '../types.js';
 import type { Clock } from '../../clock.js';
 import { GatewayError } from '../../errors.js';
 import { first, query, storeError } from './db.js';

@@ -2,7 +2,7 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import type { Clock } from '../../clock.js';
 import type { Channel } from '../../ticket.js';
-import type { StoredPart } from '../../channels/types.js';
+import type { StoredPart } from '../types.js';
 import { GatewayError, errorMessage } from '../../errors.js';
 import type {
   AcceptOutcome,

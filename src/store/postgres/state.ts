@@ -1,4 +1,4 @@
-import type { StoredPart } from '../../channels/types.js';
+import type { StoredPart } from '../types.js';
 import { MS, first, query, rows, type Db } from './db.js';
 
 /** Channel state: key/value pairs, parts of messages that arrive in pieces, and named leases. */

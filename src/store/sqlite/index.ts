@@ -1,6 +1,6 @@
 import type { Clock } from '../../clock.js';
 import type { Channel } from '../../ticket.js';
-import type { StoredPart } from '../../channels/types.js';
+import type { StoredPart } from '../types.js';
 import { GatewayError } from '../../errors.js';
 import type {
   AcceptOutcome,

@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { closeSync, fsync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { GatewayError } from '../../errors.js';
-import type { StoredPart } from '../../channels/types.js';
+import type { StoredPart } from '../types.js';
 import type { OutboxInsert, OutboxMessage } from '../types.js';
 import { toOutboxMessage, type OutboundRow, type OutboxRow, type TicketRow as SharedTicketRow } from '../rows.js';
 import { SCHEMA, migrate } from './schema.js';
