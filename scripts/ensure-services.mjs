@@ -59,11 +59,33 @@ async function ensureRabbit() {
   spawnSync('rabbitmqctl', ['-q', 'await_startup'], { stdio: 'ignore', timeout: 60_000 });
 }
 
+/**
+ * PostgreSQL on 127.0.0.1:5432 with trust auth for user postgres: the store tests and
+ * the several-instances tests make a database of their own on it (and start private
+ * clusters with initdb/pg_ctl for outages). Started from Debian's cluster when it is
+ * installed but stopped; installed when missing.
+ */
+async function ensurePostgres() {
+  if (await portOpen(5432)) return;
+  if (!existsSync('/usr/lib/postgresql')) aptInstall(['postgresql'], 'PostgreSQL (store tests)');
+  const versions = existsSync('/etc/postgresql') ? execFileSync('ls', ['/etc/postgresql']).toString().trim().split(/\s+/).filter(Boolean) : [];
+  for (const v of versions) {
+    console.log(`ensure-services: starting PostgreSQL ${v} (pg_ctlcluster ${v} main start)`);
+    spawnSync('pg_ctlcluster', ['--skip-systemctl-redirect', v, 'main', 'start'], { stdio: 'inherit' });
+  }
+  const until = Date.now() + 60_000;
+  while (!(await portOpen(5432))) {
+    if (Date.now() > until) fail('PostgreSQL did not come up on 127.0.0.1:5432; start it (pg_ctlcluster <version> main start) with trust auth for user postgres on 127.0.0.1');
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
 function ensurePackage(binary, pkgs, why) {
   if (!existsSync(binary)) aptInstall(pkgs, why);
 }
 
 await ensureRabbit();
+await ensurePostgres();
 ensurePackage('/usr/sbin/dovecot', ['dovecot-imapd'], 'the IMAP server used by the mailbox tests (Dovecot)');
 ensurePackage('/usr/bin/chromium', ['chromium'], 'the browser used by the web form tests (Chromium)');
 // The fault suite's read-only-store fault mounts the data directory on a small FUSE filesystem.
@@ -75,4 +97,4 @@ if (!existsSync('/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc') && isRoot && exi
   const r = spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'fonts-wqy-zenhei'], { stdio: 'ignore', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
   if (r.status !== 0) console.log('ensure-services: fonts-wqy-zenhei not installed; page screenshots may show boxes for Chinese text');
 }
-console.log('ensure-services: RabbitMQ, Dovecot, Chromium and FUSE are ready');
+console.log('ensure-services: RabbitMQ, PostgreSQL, Dovecot, Chromium and FUSE are ready');
