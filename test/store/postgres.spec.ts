@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { GatewayError } from '../../src/errors.js';
 import { PostgresStore } from '../../src/store/postgres/index.js';
+import { PG_SERVER } from '../support/pg-database.js';
 import { migrate, migrationsDir } from '../../src/store/postgres/migrate.js';
 import { T0, acceptUnit, drain, movableClock, outboundRow, outboxRow, sleep, standardDecide, storeConformance, utcDay, type MovableClock } from './conformance.js';
 
@@ -15,7 +16,7 @@ import { T0, acceptUnit, drain, movableClock, outboundRow, outboxRow, sleep, sta
  * here and dropped afterwards whatever the outcome.
  */
 
-const SERVER = 'postgres://postgres@127.0.0.1:5432';
+const SERVER = PG_SERVER;
 const admin = new pg.Pool({ connectionString: `${SERVER}/postgres`, max: 2 });
 const databases: string[] = [];
 

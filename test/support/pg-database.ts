@@ -1,8 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 
-/** The shared PostgreSQL server of the test machine (trust auth); tests never stop it. */
-export const PG_SERVER = 'postgres://postgres@127.0.0.1:5432';
+/**
+ * The PostgreSQL server the tests make their databases on (a role that may CREATE
+ * DATABASE, no database in the URL); tests never stop it. TEST_PG_URL names another.
+ */
+export const PG_SERVER = (process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432').replace(/\/+$/, '');
 
 export interface TestDatabase {
   name: string;
