@@ -171,7 +171,7 @@ export function registerOpen311(ctx: AdapterContext, stopped: () => boolean): vo
     };
     if (!inbound.content && p.media_url) inbound.content = p.media_url;
     const result = await intake.accept(inbound, { acknowledgedVia: 'http-response' });
-    if (result.status === 'rejected') return errors(res, 400, 'description or media_url is required');
+    if (result.status === 'rejected' || result.status === 'query') return errors(res, 400, 'description or media_url is required');
     res.status(201).json([{ service_request_id: result.ticket.number, service_notice: result.receipt, account_id: null }]);
   });
 
