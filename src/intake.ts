@@ -15,6 +15,7 @@ import { acknowledged, followupEvent, outboundId, replyIdOf } from './lifecycle.
 import { encodeRaw, intakeRejected, ticketCreated, ticketEvent } from './publish/messages.js';
 import type { Metrics } from './metrics.js';
 import { receiptText, followupText } from './receipts.js';
+import { STATUS_QUERY_CHANNELS, statusAnswerText, statusNotFoundText, statusQueryNumber } from './channels/status-query.js';
 
 export interface IntakeHooks {
   /** A deadline row was written with this due time. */
@@ -31,6 +32,14 @@ const validDate = (d: Date | null): string | null => {
 };
 /** The status and replies endpoints list at most this many replies, the latest (contract section 5). */
 const STATUS_REPLIES = 100;
+/** Longest status answer: one UCS-2 SMS on SMS; elsewhere room for most replies in full. */
+const STATUS_ANSWER_CHARS: Partial<Record<Channel, number>> = { sms: 70 };
+const STATUS_ANSWER_DEFAULT = 300;
+
+/** Who the citizen is, for `repeatOf` and for whose tickets a status query may see: phone, else e-mail, else the channel's user id. */
+export function citizenKeyOf(msg: Pick<Inbound, 'channel' | 'citizen'>): string {
+  return msg.citizen.phone ?? msg.citizen.email?.toLowerCase() ?? `${msg.channel}:${msg.citizen.channelUserId}`;
+}
 
 /**
  * `intake.accept` is the only place a ticket becomes durable. Pure steps
@@ -87,6 +96,11 @@ export class IntakeService implements Intake {
     if (!content && !subject && msg.attachments.length === 0 && !msg.location) {
       return this.rejectEmpty(msg);
     }
+    // Before dedupe and numbering: a status query must never cost a ticket.
+    if (STATUS_QUERY_CHANNELS.has(msg.channel) && !subject && msg.attachments.length === 0 && !msg.location) {
+      const number = statusQueryNumber(content);
+      if (number) return this.answerQuery(msg, number);
+    }
     // Files first: a ticket must never name an attachment that is not on disk.
     const attachments: Attachment[] = [];
     for (const a of msg.attachments) attachments.push(await this.attachments.save(a));
@@ -95,7 +109,7 @@ export class IntakeService implements Intake {
     const language = detectLanguage(content || subject || '');
     const { policy, ms: deadlineMs } = this.policyFor(msg.channel);
     const raw = typeof msg.raw === 'string' ? Buffer.from(msg.raw, 'utf8') : msg.raw;
-    const citizenKey = msg.citizen.phone ?? msg.citizen.email?.toLowerCase() ?? `${msg.channel}:${msg.citizen.channelUserId}`;
+    const citizenKey = citizenKeyOf(msg);
     // The first 200 characters say what the matter is; more only makes every row and comparison heavier.
     const matter = truncate(`${subject ?? ''} ${content}`.trim(), 200);
 
@@ -201,7 +215,7 @@ export class IntakeService implements Intake {
       },
     });
     const ticket = outcome.record.ticket;
-    const result: AcceptResult =
+    const result: Exclude<AcceptResult, { status: 'query' }> =
       outcome.status === 'followup'
         ? { status: 'followup', ticket, receipt: followupText(this.config, ticket) }
         : { status: outcome.status, ticket, receipt: receiptText(this.config, ticket, policy) };
@@ -233,6 +247,49 @@ export class IntakeService implements Intake {
   ): OutboundInsert {
     const target = { citizen: from.citizen, source: from.source, subject: from.subject, ticketNumber: number };
     return { id, ticketId, channel, kind, text, target, nextAt: now, createdAt: now };
+  }
+
+  /**
+   * Answers a status query on the channel it came by. Only the sender's own tickets
+   * are described (the same citizen key as intake, or the same user of the same
+   * channel: a Telegram ticket that carried a shared phone is still that chat's);
+   * any other number gets the answer of an unknown one, so numbers, which are
+   * guessable, reveal nothing. Active-receipt channels get a notice row whose id
+   * and dedupe key derive from the upstream message, so a redelivered query is
+   * answered once; the caller acknowledges upstream after that row is durable.
+   */
+  private async answerQuery(msg: Inbound, number: string): Promise<AcceptResult> {
+    const now = this.clock.now();
+    const record = await this.store.getTicketByNumber(number);
+    const own =
+      record !== null &&
+      (record.citizenKey === citizenKeyOf(msg) || (record.channel === msg.channel && record.ticket.citizen.channelUserId === msg.citizen.channelUserId));
+    let text = statusNotFoundText(number);
+    if (own) {
+      const replies = await this.store.outboundOfTicket(record.id, 1, 'reply');
+      text = statusAnswerText(
+        {
+          number: record.number,
+          state: record.respondedAt ? 'responded' : record.acknowledgedAt ? 'acknowledged' : 'received',
+          respondBy: record.respondBy,
+          breached: record.breached,
+          latestReply: replies.at(-1)?.text ?? null,
+          now,
+        },
+        STATUS_ANSWER_CHARS[msg.channel] ?? STATUS_ANSWER_DEFAULT,
+      );
+    }
+    if (this.activeReceipts.has(msg.channel)) {
+      // SMS keys repeat when the same text is sent again later: the window's slot makes a
+      // later query a new one, while a redelivery inside the window is still answered once.
+      const key = msg.dedupeWindowMs ? `status:${msg.dedupeKey}:${Math.floor(now / msg.dedupeWindowMs)}` : `status:${msg.dedupeKey}`;
+      const row = this.outboundRow(outboundId.notice(stableId('status', msg.channel, key)), 'notice', msg.channel, null, text, msg, null, now);
+      const fresh = await this.store.recordOnce(msg.channel, key, { outbound: [row] }, msg.consumesPartsGroup ?? null);
+      if (fresh) this.hooks.outboundAdded();
+    }
+    this.metrics.received.inc({ channel: msg.channel, status: 'query' });
+    this.logger.info({ channel: msg.channel, number, found: own }, 'status query answered');
+    return { status: 'query', number, receipt: text };
   }
 
   private async rejectEmpty(msg: Inbound): Promise<AcceptResult> {

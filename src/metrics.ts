@@ -6,7 +6,7 @@ export function createMetrics() {
   collectDefaultMetrics({ register: registry, prefix: 'gateway_' });
   return {
     registry,
-    received: new Counter({ name: 'gateway_messages_received_total', help: 'Citizen messages accepted, by channel and outcome (created, duplicate, followup, rejected)', labelNames: ['channel', 'status'], registers: [registry] }),
+    received: new Counter({ name: 'gateway_messages_received_total', help: 'Citizen messages accepted, by channel and outcome (created, duplicate, followup, rejected, query: a status query answered)', labelNames: ['channel', 'status'], registers: [registry] }),
     rejected: new Counter({ name: 'gateway_messages_rejected_total', help: 'Input that became intake.rejected, by channel and reason', labelNames: ['channel', 'reason'], registers: [registry] }),
     httpRejected: new Counter({ name: 'gateway_http_rejected_total', help: 'HTTP requests refused (4xx), by code', labelNames: ['code'], registers: [registry] }),
     published: new Counter({ name: 'gateway_published_total', help: 'Messages confirmed by the broker, by type', labelNames: ['type'], registers: [registry] }),

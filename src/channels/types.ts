@@ -55,7 +55,13 @@ export type AcceptResult =
   | { status: 'created'; ticket: Ticket; receipt: string }
   | { status: 'duplicate'; ticket: Ticket; receipt: string }
   | { status: 'followup'; ticket: Ticket; receipt: string }
-  | { status: 'rejected'; reason: string; receipt: string | null };
+  | { status: 'rejected'; reason: string; receipt: string | null }
+  /**
+   * The message only asked for a ticket's status (channels/status-query.ts): no
+   * ticket, no intake.rejected. `receipt` is the answer; active-receipt channels
+   * also have it as a durable notice row, passive ones put it in their reply.
+   */
+  | { status: 'query'; number: string; receipt: string };
 
 export interface AcceptOptions {
   /**

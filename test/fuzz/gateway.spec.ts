@@ -20,6 +20,7 @@ import { pushText } from './weibo.gen.js';
 import { updateText } from './telegram.gen.js';
 import { appBodyText } from './app.gen.js';
 import { anyJsonText } from './json.js';
+import { STATUS_QUERY_CHANNELS, statusQueryNumber } from '../../src/channels/status-query.js';
 
 /**
  * Fuzzed bodies through one real gateway (all HTTP intakes on, real RabbitMQ):
@@ -63,6 +64,8 @@ class AcceptModel {
   outcome(inbound: Inbound): 'ticket' | 'rejected' | 'none' {
     const key = inbound.dedupeKey;
     const empty = !cleanText(inbound.content) && !(inbound.subject && cleanText(inbound.subject)) && inbound.attachments.length === 0 && !inbound.location;
+    // A message that is only a status query is answered, never a ticket (channels/status-query.ts).
+    if (!empty && STATUS_QUERY_CHANNELS.has(inbound.channel) && !(inbound.subject && cleanText(inbound.subject)) && inbound.attachments.length === 0 && !inbound.location && statusQueryNumber(cleanText(inbound.content))) return 'none';
     const seen = empty ? this.empties : this.tickets;
     if (seen.has(key)) return 'none';
     seen.add(key);

@@ -42,7 +42,8 @@ export class AppAdapter implements ChannelAdapter {
       if (this.stopped) throw new GatewayError('SHUTTING_DOWN', 'gateway is shutting down');
       const body = AppTicketRequest.parse(value);
       const result = await ctx.intake.accept(toInbound(body, client, raw), { acknowledgedVia: 'http-response' });
-      if (result.status === 'rejected') {
+      // 'query' cannot happen here (status queries are for the free-text channels) but shares the no-ticket answer.
+      if (result.status === 'rejected' || result.status === 'query') {
         return { status: 422, body: { error: { code: 'EMPTY_CONTENT', message: result.receipt ?? 'no content', issues: [] } } };
       }
       const t = result.ticket;

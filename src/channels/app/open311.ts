@@ -6,13 +6,29 @@ import { CATEGORIES, type Ticket } from '../../ticket.js';
 import { normalizePhone } from '../../normalize/phone.js';
 import type { IntakeService } from '../../intake.js';
 import type { ApiClient } from '../../http/auth.js';
+import { xmlDocument, xmlText, type XmlValue } from './xml.js';
 
 /**
- * Open311 GeoReport v2 (frozen spec, wiki.open311.org/GeoReport_v2), JSON format.
- * POST bodies are form-encoded, `api_key` is a form field or query parameter,
- * every answer is an array, and errors are `[{code, description}]` with the
- * HTTP status. Service codes are the hotline's categories.
+ * Open311 GeoReport v2 (frozen spec, wiki.open311.org/GeoReport_v2), in both of
+ * its formats: the path's extension (`.xml`, the spec's default, or `.json`)
+ * chooses the answer's. POST bodies are form-encoded, `api_key` is a form field
+ * or query parameter, every answer is a list (`[…]`, or `<services>`,
+ * `<service_requests>`), and errors are `[{code, description}]` or
+ * `<errors><error><code/><description/></error></errors>` with the HTTP status.
+ * Service codes are the hotline's categories.
  */
+
+type Format = 'json' | 'xml';
+const FORMATS: readonly Format[] = ['json', 'xml'];
+
+/** A list answer in the route's format: `root` and `item` are the XML element names. */
+function send(res: Response, fmt: Format, status: number, root: string, item: string, items: XmlValue[], childOf?: Record<string, string>): void {
+  if (fmt === 'json') {
+    res.status(status).json(items);
+    return;
+  }
+  res.status(status).type('text/xml; charset=utf-8').send(xmlDocument(root, item, items, childOf));
+}
 
 const SERVICE_NAMES: Record<string, string> = {
   consultation: '咨询 Consultation',
@@ -56,8 +72,8 @@ const CreateRequest = z
     message: 'a location is required: lat and long, address_string or address_id',
   });
 
-function errors(res: Response, status: number, description: string, code = status): void {
-  res.status(status).json([{ code, description }]);
+function errors(res: Response, fmt: Format, status: number, description: string, code = status): void {
+  send(res, fmt, status, 'errors', 'error', [{ code, description }]);
 }
 
 function requestView(t: Ticket, state: { responded: boolean }) {
@@ -95,17 +111,17 @@ export function registerOpen311(ctx: AdapterContext, stopped: () => boolean): vo
    * The caller by `api_key`, counted against APP_RATE_LIMIT (reads included); null after
    * the 403 or 429 answer is written.
    */
-  const caller = (req: Request, res: Response, action: string): ApiClient | null => {
+  const caller = (req: Request, res: Response, fmt: Format, action: string): ApiClient | null => {
     const raw = (req.body?.api_key as unknown) ?? req.query.api_key;
     const c = access.identify(typeof raw === 'string' ? raw : undefined);
     if (!c) {
-      errors(res, 403, `Invalid api_key received -- can't proceed with ${action}.`);
+      errors(res, fmt, 403, `Invalid api_key received -- can't proceed with ${action}.`);
       return null;
     }
     const wait = access.wait(c);
     if (wait !== null) {
       res.setHeader('Retry-After', String(wait));
-      errors(res, 429, 'rate limit exceeded');
+      errors(res, fmt, 429, 'rate limit exceeded');
       return null;
     }
     return c;
@@ -114,90 +130,101 @@ export function registerOpen311(ctx: AdapterContext, stopped: () => boolean): vo
   const visible = (c: ApiClient, t: Ticket | null): t is Ticket =>
     t !== null && (c.role === 'downstream' || (t.channel === 'app' && t.source.client === c.name));
 
-  r.get('/discovery.json', (_req, res) => {
-    res.json({
-      changeset: '2026-11-23T00:00:00Z',
-      contact: '12345 hotline',
-      key_service: 'API keys are issued by the hotline operator',
-      endpoints: [{ specification: 'http://wiki.open311.org/GeoReport_v2', url: '/open311/v2', changeset: '2026-11-23T00:00:00Z', type: 'production', formats: ['application/json'] }],
-    });
-  });
-
-  r.get('/services.json', (_req, res) => {
-    res.json(
-      CATEGORIES.map((c) => ({
-        service_code: c,
-        service_name: SERVICE_NAMES[c],
-        description: SERVICE_NAMES[c],
-        metadata: false,
-        type: 'realtime',
-        keywords: c,
-        group: '12345',
-      })),
-    );
-  });
-
-  r.post('/requests.json', form, async (req, res) => {
-    if (stopped()) return errors(res, 503, 'shutting down');
-    if (!req.is('application/x-www-form-urlencoded')) return errors(res, 415, 'POST body must be application/x-www-form-urlencoded');
-    const c = caller(req, res, 'create_request');
-    if (!c) return;
-    // As on the app API: downstream systems answer citizens, they do not file requests for them.
-    if (c.role !== 'intake') return errors(res, 403, 'this api_key may not create requests');
-    const name = c.name;
-    const parsed = CreateRequest.safeParse(req.body ?? {});
-    if (!parsed.success) {
-      const missingService = parsed.error.issues.some((i) => i.path[0] === 'service_code');
-      return errors(res, missingService && req.body?.service_code ? 404 : 400, parsed.error.issues.map((i) => `${i.path.join('.') || 'request'}: ${i.message}`).join('; '));
-    }
-    const p = parsed.data;
-    const phone = normalizePhone(p.phone);
-    const fullName = [p.last_name, p.first_name].filter(Boolean).join('') || null;
-    // GeoReport v2 has no idempotency key: every POST is a new request.
-    const requestId = randomUUID();
-    const inbound: Inbound = {
-      channel: 'app',
-      dedupeKey: `open311:${name}:${requestId}`,
-      channelMessageIds: [requestId],
-      sentAt: null,
-      citizen: { channelUserId: p.account_id ?? p.device_id ?? phone ?? p.email ?? `${name}:anonymous`, phone, email: p.email?.toLowerCase() ?? null, name: fullName },
-      subject: null,
-      content: p.description ?? '',
-      attachments: [],
-      location: p.lat !== undefined && p.long !== undefined ? { lat: p.lat, lon: p.long, address: p.address_string ?? null } : null,
-      incomplete: false,
-      source: { client: name, open311: { service_code: p.service_code, address_string: p.address_string ?? null, address_id: p.address_id ?? null, device_id: p.device_id ?? null, account_id: p.account_id ?? null, media_url: p.media_url ?? null } },
-      raw: new URLSearchParams(Object.entries(req.body as Record<string, string>).filter(([k]) => k !== 'api_key')).toString(),
-    };
-    if (!inbound.content && p.media_url) inbound.content = p.media_url;
-    const result = await intake.accept(inbound, { acknowledgedVia: 'http-response' });
-    if (result.status === 'rejected') return errors(res, 400, 'description or media_url is required');
-    res.status(201).json([{ service_request_id: result.ticket.number, service_notice: result.receipt, account_id: null }]);
-  });
-
+  // Discovery is one object, not a list: XML `<discovery>` with its endpoints and their formats.
+  const discovery = {
+    changeset: '2026-11-23T00:00:00Z',
+    contact: '12345 hotline',
+    key_service: 'API keys are issued by the hotline operator',
+    endpoints: [{ specification: 'http://wiki.open311.org/GeoReport_v2', url: '/open311/v2', changeset: '2026-11-23T00:00:00Z', type: 'production', formats: ['text/xml', 'application/json'] }],
+  };
+  const services = CATEGORIES.map((c) => ({
+    service_code: c,
+    service_name: SERVICE_NAMES[c]!,
+    description: SERVICE_NAMES[c]!,
+    metadata: false,
+    type: 'realtime',
+    keywords: c,
+    group: '12345',
+  }));
   const view = async (t: Ticket) => requestView(t, { responded: (await intake.ticketStatus(t.id))?.state === 'responded' });
 
-  r.get('/requests.json', async (req, res) => {
-    const c = caller(req, res, 'get_service_requests');
-    if (!c) return;
-    const ids = typeof req.query.service_request_id === 'string' ? req.query.service_request_id.split(',').map((s) => s.trim()).filter(Boolean).slice(0, 1000) : [];
-    if (ids.length === 0) return errors(res, 400, 'service_request_id is required (listing by date is not offered)');
-    const found: Ticket[] = [];
-    for (const n of ids) {
-      const t = await intake.getTicketByNumber(n);
-      if (t && visible(c, t)) found.push(t);
-    }
-    res.json(await Promise.all(found.map(view)));
-  });
+  for (const fmt of FORMATS) {
+    r.get(`/discovery.${fmt}`, (_req, res) => {
+      if (fmt === 'json') {
+        res.json(discovery);
+        return;
+      }
+      const { endpoints, ...head } = discovery;
+      // xmlDocument's root is a list; discovery's children are fields, so it is built from the fields' documents.
+      const fields = Object.entries(head).map(([k, v]) => `<${k}>${xmlText(v)}</${k}>`).join('');
+      const list = xmlDocument('endpoints', 'endpoint', endpoints, { formats: 'format' }).replace(/^<\?xml[^>]*>\n/, '');
+      res.status(200).type('text/xml; charset=utf-8').send(`<?xml version="1.0" encoding="utf-8"?>\n<discovery>${fields}${list}</discovery>`);
+    });
 
-  r.get('/requests/:id.json', async (req, res) => {
-    const c = caller(req, res, 'get_service_request');
-    if (!c) return;
-    const t = await intake.getTicketByNumber(String(req.params.id));
-    // Another client's request answers exactly as one that does not exist.
-    if (!visible(c, t)) return errors(res, 404, 'service_request_id not found');
-    res.json([await view(t)]);
-  });
+    r.get(`/services.${fmt}`, (_req, res) => {
+      send(res, fmt, 200, 'services', 'service', services);
+    });
+
+    r.post(`/requests.${fmt}`, form, async (req, res) => {
+      if (stopped()) return errors(res, fmt, 503, 'shutting down');
+      if (!req.is('application/x-www-form-urlencoded')) return errors(res, fmt, 415, 'POST body must be application/x-www-form-urlencoded');
+      const c = caller(req, res, fmt, 'create_request');
+      if (!c) return;
+      // As on the app API: downstream systems answer citizens, they do not file requests for them.
+      if (c.role !== 'intake') return errors(res, fmt, 403, 'this api_key may not create requests');
+      const name = c.name;
+      const parsed = CreateRequest.safeParse(req.body ?? {});
+      if (!parsed.success) {
+        const missingService = parsed.error.issues.some((i) => i.path[0] === 'service_code');
+        return errors(res, fmt, missingService && req.body?.service_code ? 404 : 400, parsed.error.issues.map((i) => `${i.path.join('.') || 'request'}: ${i.message}`).join('; '));
+      }
+      const p = parsed.data;
+      const phone = normalizePhone(p.phone);
+      const fullName = [p.last_name, p.first_name].filter(Boolean).join('') || null;
+      // GeoReport v2 has no idempotency key: every POST is a new request.
+      const requestId = randomUUID();
+      const inbound: Inbound = {
+        channel: 'app',
+        dedupeKey: `open311:${name}:${requestId}`,
+        channelMessageIds: [requestId],
+        sentAt: null,
+        citizen: { channelUserId: p.account_id ?? p.device_id ?? phone ?? p.email ?? `${name}:anonymous`, phone, email: p.email?.toLowerCase() ?? null, name: fullName },
+        subject: null,
+        content: p.description ?? '',
+        attachments: [],
+        location: p.lat !== undefined && p.long !== undefined ? { lat: p.lat, lon: p.long, address: p.address_string ?? null } : null,
+        incomplete: false,
+        source: { client: name, open311: { service_code: p.service_code, address_string: p.address_string ?? null, address_id: p.address_id ?? null, device_id: p.device_id ?? null, account_id: p.account_id ?? null, media_url: p.media_url ?? null } },
+        raw: new URLSearchParams(Object.entries(req.body as Record<string, string>).filter(([k]) => k !== 'api_key')).toString(),
+      };
+      if (!inbound.content && p.media_url) inbound.content = p.media_url;
+      const result = await intake.accept(inbound, { acknowledgedVia: 'http-response' });
+      if (result.status === 'rejected' || result.status === 'query') return errors(res, fmt, 400, 'description or media_url is required');
+      send(res, fmt, 201, 'service_requests', 'request', [{ service_request_id: result.ticket.number, service_notice: result.receipt, account_id: null }]);
+    });
+
+    r.get(`/requests.${fmt}`, async (req, res) => {
+      const c = caller(req, res, fmt, 'get_service_requests');
+      if (!c) return;
+      const ids = typeof req.query.service_request_id === 'string' ? req.query.service_request_id.split(',').map((s) => s.trim()).filter(Boolean).slice(0, 1000) : [];
+      if (ids.length === 0) return errors(res, fmt, 400, 'service_request_id is required (listing by date is not offered)');
+      const found: Ticket[] = [];
+      for (const n of ids) {
+        const t = await intake.getTicketByNumber(n);
+        if (t && visible(c, t)) found.push(t);
+      }
+      send(res, fmt, 200, 'service_requests', 'request', await Promise.all(found.map(view)));
+    });
+
+    r.get(`/requests/:id.${fmt}`, async (req, res) => {
+      const c = caller(req, res, fmt, 'get_service_request');
+      if (!c) return;
+      const t = await intake.getTicketByNumber(String(req.params.id));
+      // Another client's request answers exactly as one that does not exist.
+      if (!visible(c, t)) return errors(res, fmt, 404, 'service_request_id not found');
+      send(res, fmt, 200, 'service_requests', 'request', [await view(t)]);
+    });
+  }
 
   ctx.http.use('/open311/v2', r);
 }

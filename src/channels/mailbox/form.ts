@@ -9,6 +9,10 @@ import { FormInput, formToInbound } from './form-input.js';
 import { cleanText } from '../../normalize/text.js';
 import { CSRF_COOKIE, RateLimiter, checkCsrf, checkLookupCode, csrfToken, lookupCode, newNonce, normalizeCode, readCookie } from './security.js';
 import { formPage, lookupFormPage, messagePage, statusPage, successPage, type FormValues } from './pages.js';
+// The look-up page and the status answer on the message channels use the same words.
+import { STATE_WORDS as STATE_WORD_OF } from '../status-query.js';
+
+const STATE_WORDS: Record<string, string> = STATE_WORD_OF;
 
 /**
  * The mayor's-mailbox web form: GET /mailbox (form), POST /mailbox (submit →
@@ -39,11 +43,6 @@ export interface FormDeps {
   accepting: () => boolean;
 }
 
-const STATE_WORDS: Record<string, string> = {
-  received: '已受理，正在办理',
-  acknowledged: '已受理，正在办理',
-  responded: '已答复',
-};
 
 const FIELD_LIMIT = 64 * 1024;
 
@@ -243,7 +242,7 @@ export function mountForm(router: Router, deps: FormDeps): { limiter: RateLimite
     const inbound = formToInbound(parsed.data, body.files, new Date(clock.now()));
     try {
       const result = await deps.intake.accept(inbound);
-      if (result.status === 'rejected') {
+      if (result.status === 'rejected' || result.status === 'query') {
         renderForm(req, res, 400, values, { _form: result.receipt ?? '提交未成功，请补充内容后重试。' }, body.fields.nonce);
         return;
       }

@@ -504,7 +504,7 @@ export class SmsAdapter implements ChannelAdapter {
     const result = await intake.accept(a.inbound);
     // Created and follow-up drop the parts in the ticket's transaction; a duplicate or an empty message does not.
     if (group && result.status !== 'created' && result.status !== 'followup') await state.dropParts(group);
-    if (result.status !== 'rejected') {
+    if (result.status !== 'rejected' && result.status !== 'query') {
       this.logger.debug({ ticketId: result.ticket.id, status: result.status, segments: parts.length, incomplete: a.inbound.incomplete }, 'SMS accepted');
     }
   }

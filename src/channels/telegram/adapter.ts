@@ -254,7 +254,7 @@ class TelegramAdapter implements ChannelAdapter {
         let mediaError: string | null = null;
         if (kind.type === 'photo') ({ attachments, mediaError } = await this.fetchPhoto(kind.message.photo ?? []));
         const result = await intake.accept(toInbound(update, { raw, attachments, mediaError }));
-        if (result.status !== 'rejected') this.counters.tickets++;
+        if (result.status !== 'rejected' && result.status !== 'query') this.counters.tickets++;
         return;
       }
     }

@@ -270,7 +270,8 @@ class WechatAdapter implements ChannelAdapter {
       await this.rejectAndAnswer(res, 'invalid', errorMessage(err), xml);
       return;
     }
-    if (result.status !== 'rejected') this.counters.tickets++;
+    if (result.status !== 'rejected' && result.status !== 'query') this.counters.tickets++;
+    // A status query's answer is the passive reply, like a receipt.
     if (!result.receipt) {
       this.sendSuccess(res);
       return;

@@ -142,7 +142,8 @@ export class WechatyIntake {
     for (let attempt = 0; ; attempt++) {
       try {
         const result = await this.intake.accept(inbound);
-        if (result.status === 'rejected') {
+        // No ticket: say the notice or the status answer, nothing to acknowledge.
+        if (result.status === 'rejected' || result.status === 'query') {
           if (result.receipt) await m.talker().say(result.receipt);
           return;
         }

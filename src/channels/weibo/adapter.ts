@@ -126,7 +126,7 @@ class WeiboAdapter implements ChannelAdapter {
     }
     try {
       const result = await intake.accept(toInbound(push, raw));
-      if (result.status !== 'rejected') this.counters.tickets++;
+      if (result.status !== 'rejected' && result.status !== 'query') this.counters.tickets++;
     } catch (err) {
       if (isTransient(err)) {
         this.logger.error({ channel: 'weibo', code: errorCode(err) }, 'cannot store the message: asking Weibo to retry');
