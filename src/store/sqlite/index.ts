@@ -18,6 +18,7 @@ import type {
   TicketChange,
   TicketRecord,
   UnitWrites,
+  OpsSummary,
 } from '../types.js';
 import { Journal, type OutboundRow, type TicketRow } from './journal.js';
 
@@ -292,6 +293,10 @@ export class SqliteStore implements Store {
 
   async openDeadlines(): Promise<number> {
     return this.journal.openDeadlines();
+  }
+
+  async opsSummary(now: number, dayStart: number): Promise<OpsSummary> {
+    return this.journal.opsSummary(now, dayStart);
   }
 
   // ---- outbox relay -------------------------------------------------------
