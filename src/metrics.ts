@@ -4,7 +4,8 @@ import type { CountedMetric, CountListener } from './ops/counters.js';
 /**
  * Makes `counter.inc(labels, n)` also tell `listener`: the operations page's
  * per-minute counts are fed by the very increments Prometheus sees, so the two
- * cannot disagree and no call site has to remember a second counter.
+ * cannot disagree and no call site has to remember a second counter. Only
+ * `inc(labels, n)` is seen (what every call site uses); `labels(…).inc()` is not.
  */
 function tap<T extends string>(counter: Counter<T>, metric: CountedMetric, listener: CountListener | undefined): Counter<T> {
   if (!listener) return counter;

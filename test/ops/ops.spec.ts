@@ -4,7 +4,7 @@ import { createLogger, recentErrorsOf } from '../../src/log.js';
 import { OpsCounters, MINUTES } from '../../src/ops/counters.js';
 import { RECENT_ERRORS } from '../../src/ops/recent-errors.js';
 import { localDayStart } from '../../src/ops/snapshot.js';
-import { loadConfig } from '../../src/config.js';
+import { describeConfig, loadConfig, redactConfigMessage } from '../../src/config.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 
 const OPS = 'duty:correct-horse-battery';
@@ -75,6 +75,8 @@ describe('operations page: parts', () => {
     expect([...c.OPS_USERS.entries()]).to.deep.equal([['duty', 'correct-horse-battery'], ['night', 'an0ther:pass']]);
     expect(() => loadConfig({}, { OPS_USERS: 'duty:short' })).to.throw(/OPS_USERS = "duty:\*\*\*"/);
     expect(() => loadConfig({}, { OPS_USERS: 'duty:short' })).not.to.throw(/short/);
+    expect(describeConfig(c).OPS_USERS).to.equal('duty:***,night:***');
+    expect(redactConfigMessage('bad: correct-horse-battery', c as unknown as Record<string, unknown>)).not.to.contain('correct-horse-battery');
   });
 });
 
@@ -109,6 +111,12 @@ describe('operations page: HTTP', function () {
     const html = await page.text();
     // Nothing fetched from elsewhere: the only URL is the SVG namespace name.
     expect(html).not.to.match(/<script[^>]+src=|<link[^>]+href=|https?:\/\/(?!www\.w3\.org\/2000\/svg")/);
+
+    const snap = await fetch(`${base}/ops/snapshot`, { headers: { authorization: basic(OPS) } });
+    expect(snap.headers.get('cache-control')).to.equal('no-store');
+    const body = (await snap.json()) as { deadlines: unknown; storeKind: string; outbox: { depth: number } };
+    expect(body.deadlines).to.deep.equal({ open: 0, pastWarning: 0, breachedToday: 0, nextDue: null });
+    expect(body.storeKind).to.equal('sqlite');
 
     const streams: AbortController[] = [];
     const open = async () => {
