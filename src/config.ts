@@ -31,6 +31,34 @@ function apiKeys() {
     });
 }
 
+/**
+ * `name:password,name:password` → Map name → password: the people who may open the
+ * operations page (HTTP basic auth). A password may contain `:`; a name may not.
+ * Short passwords are refused: the page is reachable wherever the gateway is.
+ */
+function opsUsers() {
+  return z
+    .string()
+    .default('')
+    .transform((v, ctx) => {
+      const users = new Map<string, string>();
+      for (const pair of v.split(',').map((p) => p.trim()).filter(Boolean)) {
+        const i = pair.indexOf(':');
+        if (i <= 0 || pair.length - i - 1 < 8) {
+          ctx.addIssue({ code: 'custom', message: 'expected comma-separated name:password pairs, passwords of 8 characters or more' });
+          return z.NEVER;
+        }
+        const name = pair.slice(0, i);
+        if (users.has(name)) {
+          ctx.addIssue({ code: 'custom', message: `user ${name} is listed twice` });
+          return z.NEVER;
+        }
+        users.set(name, pair.slice(i + 1));
+      }
+      return users; // name → password
+    });
+}
+
 const PROXY_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
 
 /** An address or `address/prefix` as proxy-addr (behind Express's `trust proxy`) reads it. */
@@ -139,6 +167,10 @@ const coreConfig = {
   RULES_FILE: optionalString(),
   /** Serve Prometheus metrics on /metrics. */
   METRICS: boolean(),
+  /** `name:password,…`: who may open the operations page `/ops` (basic auth); empty = the page is off (404). */
+  OPS_USERS: opsUsers(),
+  /** Live streams (`/ops/events`) open at once, all viewers together; more answer 503. */
+  OPS_MAX_STREAMS: positiveInt(),
 };
 
 export const ConfigSchema = z
@@ -178,7 +210,9 @@ export function isSecretKey(key: string): boolean {
   return SECRET.test(key);
 }
 /** `name:key,name:key` lists (APP_API_KEYS, DOWNSTREAM_API_KEYS): the names say which client, the keys are secrets. */
-const KEY_LIST = /API_KEYS$/;
+const KEY_LIST = /API_KEYS$|^OPS_USERS$/;
+/** Parsed as name → password (the other key lists are key → name). */
+const USER_LIST = /^OPS_USERS$/;
 
 function keyListNames(value: string): string {
   return value
@@ -192,6 +226,7 @@ function keyListNames(value: string): string {
 /** A setting's value as it may be shown: key lists by client name, secrets as `***`, credentials in URLs hidden. */
 function shownValue(key: string, value: unknown): unknown {
   if (KEY_LIST.test(key) && typeof value === 'string') return keyListNames(value);
+  if (USER_LIST.test(key) && value instanceof Map) return [...value.keys()].map((name) => `${String(name)}:***`).join(',');
   if (KEY_LIST.test(key) && value instanceof Map) return [...value.values()].map((name) => `${String(name)}:***`).join(',');
   if (isSecretKey(key)) return '***';
   if (typeof value === 'string') return redactCredentials(value);
@@ -207,7 +242,10 @@ function maskValue(key: string, value: unknown): string {
 function secretValues(settings: Record<string, unknown>): string[] {
   const out: string[] = [];
   for (const [key, v] of Object.entries(settings)) {
-    if (v instanceof Map) {
+    if (v instanceof Map && USER_LIST.test(key)) {
+      // Parsed users: name → password.
+      for (const p of v.values()) if (typeof p === 'string') out.push(p);
+    } else if (v instanceof Map) {
       // A parsed key list: key → client name.
       for (const k of v.keys()) if (typeof k === 'string') out.push(k);
     } else if (KEY_LIST.test(key) && typeof v === 'string') {

@@ -31,7 +31,9 @@ import { ApiAccess } from './http/auth.js';
 import { errorHandler, sendError } from './http/errors.js';
 import { FastRoutes } from './http/fast.js';
 import { ticketJsonSchema } from './ticket.js';
-import { createLogger } from './log.js';
+import { createLogger, recentErrorsOf } from './log.js';
+import { OpsCounters } from './ops/counters.js';
+import { OpsPage } from './ops/index.js';
 import { GatewayError, errorMessage } from './errors.js';
 
 /**
@@ -81,6 +83,10 @@ export class Gateway {
   private closing = false;
   private stopPromise: Promise<void> | null = null;
   private readonly clock: Clock;
+  /** Per-minute counts for the operations page, fed by the metric increments. */
+  readonly opsCounters: OpsCounters;
+  /** The operations page, or null when OPS_USERS is empty (the page is off). */
+  readonly ops: OpsPage | null;
 
   constructor(
     readonly config: Config,
@@ -88,7 +94,8 @@ export class Gateway {
   ) {
     this.clock = opts.clock ?? systemClock;
     this.logger = opts.logger ?? createLogger(config.LOG_LEVEL);
-    this.metrics = createMetrics();
+    this.opsCounters = new OpsCounters(this.clock);
+    this.metrics = createMetrics(this.opsCounters);
     this.instanceId = opts.instanceId ?? newInstanceId();
     this.store = opts.store ?? new SqliteStore(config.DATA_DIR, { sync: config.STORE_SYNC }, this.clock);
     this.attachments = opts.attachments ?? new AttachmentStore(config.DATA_DIR, config.ATTACHMENT_MAX_BYTES);
@@ -124,6 +131,23 @@ export class Gateway {
       shared ? 1000 : undefined,
     );
     this.intake.hooks = { deadlineAdded: (t) => this.deadlines.noteDue(t), outboundAdded: () => this.outbound.wake() };
+    this.ops =
+      config.OPS_USERS.size === 0
+        ? null
+        : new OpsPage({
+            users: config.OPS_USERS,
+            maxStreams: config.OPS_MAX_STREAMS,
+            logger: this.logger,
+            clock: this.clock,
+            store: this.store,
+            instanceId: this.instanceId,
+            timezone: config.TIMEZONE,
+            broker: () => ({ state: this.broker.state, lastError: this.broker.lastError }),
+            adapters: () => this.adapters,
+            counters: this.opsCounters,
+            errors: recentErrorsOf(this.logger),
+            outboundTotals: async () => (await this.metrics.outbound.get()).values,
+          });
     this.app = this.buildApp();
     this.fast = new FastRoutes(this.logger, this.metrics, () => this.closing);
   }
@@ -162,6 +186,8 @@ export class Gateway {
     app.get('/asyncapi.json', (_req, res) => {
       res.json(asyncapiDocument());
     });
+    // Without OPS_USERS no route is mounted: /ops answers the ordinary 404.
+    if (this.ops) app.use(this.ops.router());
     return app;
   }
 
@@ -299,6 +325,8 @@ export class Gateway {
     const left = () => Math.max(100, grace - (Date.now() - started));
     this.logger.info('stopping: no new input');
     this.closing = true;
+    // Live page streams would hold the HTTP server open until the grace runs out.
+    this.ops?.stop();
     await Promise.allSettled(
       this.adapters.map((a) =>
         Promise.race([a.stop(), sleep(left())]).catch((err: unknown) => this.logger.warn({ channel: a.channel, err: errorMessage(err) }, 'channel stop failed')),

@@ -1,5 +1,6 @@
 import { pino, type Logger, type DestinationStream } from 'pino';
 import { redactCredentials } from './redact.js';
+import { RecentErrors } from './ops/recent-errors.js';
 
 // Phone numbers and e-mail addresses never reach the logs in clear: citizens'
 // contact data is personal information, and logs travel further than the store.
@@ -76,7 +77,16 @@ function maskDeep(value: unknown, depth = 0, seen = new WeakSet<object>()): unkn
   return out;
 }
 
+/** The recent warn/error lines of each logger made by createLogger (the operations page lists them). */
+const recent = new WeakMap<Logger, RecentErrors>();
+
+/** The recent warn/error lines written through `logger` (or its children), or null for a logger not made here. */
+export function recentErrorsOf(logger: Logger): RecentErrors | null {
+  return recent.get(logger) ?? null;
+}
+
 export function createLogger(level: string, destination?: DestinationStream): Logger {
+  const errors = new RecentErrors();
   const logger = pino(
     {
       level,
@@ -89,6 +99,12 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
           const masked = args.map((a, i) => (typeof a === 'string' ? maskLogText(a) : i === 0 ? a : maskDeep(a))) as Parameters<typeof method>;
           method.apply(this, masked);
         },
+        // Sees each line as serialized (after the masking above) and returns it unchanged:
+        // the operations page's error list is the log, not a second rendering of it.
+        streamWrite(line) {
+          errors.add(line);
+          return line;
+        },
       },
     },
     destination,
@@ -99,5 +115,6 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
   logger.child = function (this: Logger, bindings, options) {
     return child.call(this, maskDeep(bindings) as typeof bindings, options);
   } as Logger['child'];
+  recent.set(logger, errors);
   return logger;
 }

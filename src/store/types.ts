@@ -205,6 +205,20 @@ export interface FiredDeadline extends TicketChange {
 
 export type ReplyOutcome = 'created' | 'duplicate' | 'full';
 
+/** What the operations page shows of the store, read in one call (the page caches it for a second). */
+export interface OpsSummary {
+  /** Tickets whose deadline is still running. */
+  open: number;
+  /** Of those, the ones past their warning time (warning fired, or due and not fired yet). */
+  pastWarning: number;
+  /** Tickets breached with their deadline (`respondBy`) at or after `dayStart`. */
+  breachedToday: number;
+  /** The next deadline event (warning or breach) due, or null. */
+  nextDue: number | null;
+  /** `createdAt` of the oldest outbox row not yet confirmed (cluster-wide where shared), or null when empty. */
+  outboxOldestAt: number | null;
+}
+
 export interface OutboundResult {
   via: string;
   upstreamId: string | null;
@@ -267,6 +281,8 @@ export interface Store {
   fireDue(now: number, limit: number, decide: (due: DueDeadline, t: TicketRecord) => FiredDeadline | null): Promise<{ due: DueDeadline; fired: FiredDeadline }[]>;
   nextDeadline(): Promise<number | null>;
   openDeadlines(): Promise<number>;
+  /** Deadline and outbox counts for the operations page, as of `now`; `dayStart` is the start of the local day. */
+  opsSummary(now: number, dayStart: number): Promise<OpsSummary>;
 
   // ---- outbox relay -------------------------------------------------------
   /**

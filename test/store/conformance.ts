@@ -554,6 +554,28 @@ export function storeConformance(label: string, open: (clock: MovableClock) => P
         expect((await store.getTicket(t.record.id))?.breached).to.equal(false);
       });
 
+      it('opsSummary counts open, past warning and breached today, the next due and the oldest outbox row', async () => {
+        const dayStart = T0 - 3_600_000;
+        const empty = await store.opsSummary(T0, dayStart);
+        expect(empty).to.deep.equal({ open: 0, pastWarning: 0, breachedToday: 0, nextDue: null, outboxOldestAt: null });
+        await store.accept(acceptUnit({ key: 'ops-a', warnAfter: 1000, respondAfter: 2000 }));
+        await store.accept(acceptUnit({ key: 'ops-b', warnAfter: 5000, respondAfter: 10_000 }));
+        await store.accept(acceptUnit({ key: 'ops-c', warnAfter: 1000, respondAfter: 2000 }));
+        expect(await store.opsSummary(T0, dayStart)).to.deep.equal({ open: 3, pastWarning: 0, breachedToday: 0, nextDue: T0 + 1000, outboxOldestAt: T0 });
+        // Past the warning time but not fired yet counts too: the operator sees it either way.
+        expect((await store.opsSummary(T0 + 1500, dayStart)).pastWarning).to.equal(2);
+        await store.fireDue(T0 + 2000, 10, standardDecide(T0 + 2000));
+        expect(await store.opsSummary(T0 + 2000, dayStart)).to.include({ open: 1, pastWarning: 0, breachedToday: 2, nextDue: T0 + 5000 });
+        expect((await store.opsSummary(T0 + 2000, T0 + 2001)).breachedToday).to.equal(0);
+        await store.fireDue(T0 + 5000, 10, standardDecide(T0 + 5000));
+        expect(await store.opsSummary(T0 + 5000, dayStart)).to.include({ open: 1, pastWarning: 1, nextDue: T0 + 10_000 });
+        // Taken is not gone: a row leaves the outbox (and the backlog) only once confirmed.
+        const taken = await drain(store);
+        expect((await store.opsSummary(T0 + 5000, dayStart)).outboxOldestAt).to.equal(T0);
+        await store.confirmOutbox(taken.map((m) => m.seq));
+        expect((await store.opsSummary(T0 + 5000, dayStart)).outboxOldestAt).to.equal(null);
+      });
+
       it('fires due events earliest first, at most `limit` per call', async () => {
         for (let i = 0; i < 5; i++) {
           await store.accept(acceptUnit({ key: `lim${i}`, warnAfter: 1000 + i }));

@@ -49,3 +49,17 @@ export async function nextDeadline(db: Db): Promise<number | null> {
 export async function openDeadlines(db: Db): Promise<number> {
   return (await first<{ n: number }>(db, `SELECT count(*) AS n FROM tickets WHERE due_at IS NOT NULL`))?.n ?? 0;
 }
+
+/** Open deadlines, those past their warning, today's breaches and the next due event, in one round trip. */
+export async function opsDeadlines(db: Db, now: number, dayStart: number): Promise<{ open: number; pastWarning: number; breachedToday: number; nextDue: number | null }> {
+  const r = await first<{ open: number; past: number; next: number | null; breached: number }>(
+    db,
+    `SELECT count(*) AS open,
+            count(*) FILTER (WHERE due_kind = 'breach' OR due_at <= $1) AS past,
+            min(due_at) AS next,
+            (SELECT count(*) FROM tickets WHERE breached AND respond_by >= $2) AS breached
+       FROM tickets WHERE due_at IS NOT NULL`,
+    [now, dayStart],
+  );
+  return { open: Number(r?.open ?? 0), pastWarning: Number(r?.past ?? 0), breachedToday: Number(r?.breached ?? 0), nextDue: r?.next == null ? null : Number(r.next) };
+}

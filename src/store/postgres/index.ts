@@ -19,6 +19,7 @@ import type {
   TicketChange,
   TicketRecord,
   UnitWrites,
+  OpsSummary,
 } from '../types.js';
 import { CallbackFailure, callback, pgCode, storeError, types, type Db } from './db.js';
 import { migrate } from './migrate.js';
@@ -418,6 +419,11 @@ export class PostgresStore implements Store {
 
   openDeadlines(): Promise<number> {
     return this.read((db) => D.openDeadlines(db));
+  }
+
+  async opsSummary(now: number, dayStart: number): Promise<OpsSummary> {
+    const [d, oldest] = await Promise.all([this.read((db) => D.opsDeadlines(db, now, dayStart)), this.read((db) => O.oldestOutbox(db))]);
+    return { ...d, outboxOldestAt: oldest };
   }
 
   // ---- outbox relay -----------------------------------------------------------------

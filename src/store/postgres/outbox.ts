@@ -57,3 +57,9 @@ export async function hasUntaken(db: Db): Promise<boolean> {
   const r = await first<{ any: boolean }>(db, `SELECT EXISTS (SELECT 1 FROM outbox WHERE owner IS NULL OR lease_until < clock_timestamp()) AS any`);
   return r?.any ?? false;
 }
+
+/** createdAt of the oldest row not yet confirmed (seq order is insertion order), or null. */
+export async function oldestOutbox(db: Db): Promise<number | null> {
+  const r = await first<{ at: number }>(db, `SELECT created_at AS at FROM outbox ORDER BY seq LIMIT 1`);
+  return r ? Number(r.at) : null;
+}

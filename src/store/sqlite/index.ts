@@ -18,6 +18,7 @@ import type {
   TicketChange,
   TicketRecord,
   UnitWrites,
+  OpsSummary,
 } from '../types.js';
 import { Journal } from './journal.js';
 import { toOutboundRecord, toTicketRecord } from '../rows.js';
@@ -293,6 +294,10 @@ export class SqliteStore implements Store {
 
   async openDeadlines(): Promise<number> {
     return this.journal.openDeadlines();
+  }
+
+  async opsSummary(now: number, dayStart: number): Promise<OpsSummary> {
+    return this.journal.opsSummary(now, dayStart);
   }
 
   // ---- outbox relay -------------------------------------------------------

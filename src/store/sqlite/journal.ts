@@ -2,8 +2,7 @@ import Database from 'better-sqlite3';
 import { closeSync, fsync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { GatewayError } from '../../errors.js';
-import type { StoredPart } from '../types.js';
-import type { OutboxInsert, OutboxMessage } from '../types.js';
+import type { OpsSummary, OutboxInsert, OutboxMessage, StoredPart } from '../types.js';
 import { toOutboxMessage, type OutboundRow, type OutboxRow, type TicketRow as SharedTicketRow } from '../rows.js';
 import { SCHEMA, migrate } from './schema.js';
 
@@ -191,6 +190,12 @@ export class Journal {
       advanceDue: db.prepare(`UPDATE tickets SET due_at = ?, due_kind = ? WHERE id = ? AND due_kind = ? AND due_at = ?`),
       clearDue: db.prepare(`UPDATE tickets SET due_at = NULL, due_kind = NULL WHERE id = ?`),
       countDeadlines: db.prepare(`SELECT count(*) AS n FROM tickets WHERE due_at IS NOT NULL`),
+      // Both counts run on the partial indexes (tickets_due, tickets_breached), not the whole table.
+      opsDeadlines: db.prepare(
+        `SELECT count(*) AS open, coalesce(sum(due_kind = 'breach' OR due_at <= ?), 0) AS past, min(due_at) AS next FROM tickets WHERE due_at IS NOT NULL`,
+      ),
+      breachedSince: db.prepare(`SELECT count(*) AS n FROM tickets WHERE breached = 1 AND respond_by >= ?`),
+      oldestOutbox: db.prepare(`SELECT created_at AS at FROM outbox ORDER BY seq LIMIT 1`),
       setBreached: db.prepare(`UPDATE tickets SET breached = 1 WHERE id = ?`),
       setAcknowledged: db.prepare(`UPDATE tickets SET acknowledged_at = ? WHERE id = ? AND acknowledged_at IS NULL`),
       setResponded: db.prepare(`UPDATE tickets SET responded_at = ? WHERE id = ? AND responded_at IS NULL`),
@@ -603,6 +608,13 @@ export class Journal {
 
   openDeadlines(): number {
     return (this.stmts.countDeadlines.get() as { n: number }).n;
+  }
+
+  opsSummary(now: number, dayStart: number): OpsSummary {
+    const d = this.stmts.opsDeadlines.get(now) as { open: number; past: number; next: number | null };
+    const b = this.stmts.breachedSince.get(dayStart) as { n: number };
+    const o = this.stmts.oldestOutbox.get() as { at: number } | undefined;
+    return { open: d.open, pastWarning: d.past, breachedToday: b.n, nextDue: d.next, outboxOldestAt: o?.at ?? null };
   }
 
   getOutbound(id: string): OutboundRow | undefined {
