@@ -1,4 +1,4 @@
-import type { OutboxMessage } from '../types.js';
+import type { OutboxMessage, OutboxSummary } from '../types.js';
 import { MS, first, query, rows, type Db } from './db.js';
 
 /**
@@ -74,4 +74,18 @@ export async function outboxStats(db: Db): Promise<{ depth: number; untaken: num
 export async function hasUntaken(db: Db): Promise<boolean> {
   const r = await first<{ any: boolean }>(db, `SELECT EXISTS (SELECT 1 FROM outbox WHERE owner IS NULL OR lease_until < clock_timestamp()) AS any`);
   return r?.any ?? false;
+}
+
+/** Depth, the oldest row, and how many rows live and lapsed leases hold, in one scan. */
+export async function outboxSummary(db: Db): Promise<OutboxSummary> {
+  const r = await first<{ depth: number; taken: number; lapsed: number; oldest_at: number | null; oldest_key: string | null }>(
+    db,
+    `SELECT count(*) AS depth,
+            count(*) FILTER (WHERE owner IS NOT NULL AND lease_until >= clock_timestamp()) AS taken,
+            count(*) FILTER (WHERE owner IS NOT NULL AND lease_until < clock_timestamp()) AS lapsed,
+            (SELECT created_at FROM outbox ORDER BY seq LIMIT 1) AS oldest_at,
+            (SELECT routing_key FROM outbox ORDER BY seq LIMIT 1) AS oldest_key
+       FROM outbox`,
+  );
+  return { depth: r?.depth ?? 0, taken: r?.taken ?? 0, lapsed: r?.lapsed ?? 0, oldestAt: r?.oldest_at ?? null, oldestRoutingKey: r?.oldest_key ?? null };
 }
