@@ -622,9 +622,19 @@ export class Journal {
    */
   adoptForeignOutbox(): boolean {
     if (this.closed) return false;
-    const top = this.topSeq();
+    let top: number;
+    try {
+      top = this.topSeq();
+    } catch {
+      // An unreadable file (a disk gone away) shows on the next unit and on /readyz; this look only tries again.
+      return false;
+    }
     if (top <= this.lastSeq) return false;
-    this.forgetMirror();
+    try {
+      this.forgetMirror();
+    } catch {
+      return false;
+    }
     this.lastSeq = top;
     return true;
   }
