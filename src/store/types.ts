@@ -55,6 +55,19 @@ export interface OutboxMessage {
   createdAt: number;
 }
 
+/** What the outbox holds and who holds it, for operators (`intake-gateway outbox`). */
+export interface OutboxSummary {
+  /** Rows journaled and not yet confirmed by the broker. */
+  depth: number;
+  /** When the oldest row was journaled (ms), null when the outbox is empty. */
+  oldestAt: number | null;
+  oldestRoutingKey: string | null;
+  /** Rows a relay holds under a live lease (shared store; 0 for the embedded one, whose relay holds rows in memory). */
+  taken: number;
+  /** Rows taken by an instance whose lease lapsed: they wait for another relay to take them over. */
+  lapsed: number;
+}
+
 export type OutboundKind = 'receipt' | 'reply' | 'notice';
 export type OutboundState = 'pending' | 'sent' | 'failed';
 
@@ -301,6 +314,8 @@ export interface Store {
   hasUntaken(): Promise<boolean>;
   /** Outbox depth as last known (cluster-wide where shared). */
   outboxDepth(): number;
+  /** Depth, oldest row and lease state, read from the store itself (not this process's view of it). */
+  outboxSummary(): Promise<OutboxSummary>;
   /** Called after a commit that added outbox rows (on PostgreSQL also when another instance did). */
   onOutbox: () => void;
 

@@ -627,6 +627,20 @@ export function storeConformance(label: string, open: (clock: MovableClock) => P
         expect(row!.headers).to.deep.equal({ channel: 'app' });
       });
 
+      it('outboxSummary: depth, the oldest row and the rows a relay holds, from the store itself', async () => {
+        expect(await store.outboxSummary()).to.deep.equal({ depth: 0, oldestAt: null, oldestRoutingKey: null, taken: 0, lapsed: 0 });
+        await store.append({ outbox: [outboxRow('s1', { n: 1 }, { routingKey: 'ticket.created.sms.help' })] });
+        clock.advance(1000);
+        await store.append({ outbox: [outboxRow('s2'), outboxRow('s3')] });
+        expect(await store.outboxSummary()).to.deep.equal({ depth: 3, oldestAt: T0, oldestRoutingKey: 'ticket.created.sms.help', taken: 0, lapsed: 0 });
+        const [first] = await store.takeOutbox(1);
+        // A shared store's relay holds rows under a lease; the embedded one holds them in memory only.
+        expect((await store.outboxSummary()).taken).to.equal(store.kind === 'sqlite' ? 0 : 1);
+        await store.confirmOutbox([first!.seq]);
+        const after = await store.outboxSummary();
+        expect(after).to.include({ depth: 2, oldestAt: T0 + 1000, oldestRoutingKey: 'test.s2', taken: 0, lapsed: 0 });
+      });
+
       it('readyCount and outboxDepth are numbers; depth follows the journal', async () => {
         await store.append({ outbox: [outboxRow('d1'), outboxRow('d2')] });
         expect(store.readyCount()).to.be.at.least(0);

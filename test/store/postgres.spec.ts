@@ -226,6 +226,19 @@ describe('PostgreSQL store', function () {
       expect((await b.takeOutbox(10)).map((m) => m.messageId)).to.deep.equal(['r1', 'r2']);
     });
 
+    it("outboxSummary counts a dead instance's rows as lapsed once its lease is over", async () => {
+      await a.append({ outbox: [outboxRow('l1'), outboxRow('l2'), outboxRow('l3')] });
+      expect(await a.takeOutbox(2)).to.have.length(2);
+      expect(await b.outboxSummary()).to.include({ depth: 3, taken: 2, lapsed: 0 });
+      await a.pool.end();
+      let s = await b.outboxSummary();
+      for (let i = 0; i < 60 && s.lapsed === 0; i++) {
+        await sleep(50);
+        s = await b.outboxSummary();
+      }
+      expect(s).to.include({ depth: 3, taken: 0, lapsed: 2 });
+    });
+
     it('close hands the rows it holds back at once', async () => {
       await a.append({ outbox: [outboxRow('h1')] });
       expect(await a.takeOutbox(10)).to.have.length(1);

@@ -73,7 +73,7 @@ interface PartialSend {
   sent: Map<number, string>;
 }
 
-interface SmppTarget {
+export interface SmppTarget {
   host: string;
   port: number;
   tls: boolean;
@@ -81,7 +81,7 @@ interface SmppTarget {
   password: string;
 }
 
-function parseSmppUrl(url: string): SmppTarget {
+export function parseSmppUrl(url: string): SmppTarget {
   const u = new URL(url);
   const tls = u.protocol === 'ssmpp:';
   return {

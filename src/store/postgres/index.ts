@@ -14,6 +14,7 @@ import type {
   OutboundRecord,
   OutboundResult,
   OutboxMessage,
+  OutboxSummary,
   ReplyOutcome,
   Store,
   TicketChange,
@@ -459,6 +460,10 @@ export class PostgresStore implements Store {
 
   outboxDepth(): number {
     return this.depth;
+  }
+
+  outboxSummary(): Promise<OutboxSummary> {
+    return this.read((db) => O.outboxSummary(db));
   }
 
   /**

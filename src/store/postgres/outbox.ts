@@ -1,4 +1,4 @@
-import type { OutboxMessage } from '../types.js';
+import type { OutboxMessage, OutboxSummary } from '../types.js';
 import { MS, first, query, rows, type Db } from './db.js';
 import { toOutboxMessage, type OutboxRow } from '../rows.js';
 
@@ -62,4 +62,18 @@ export async function hasUntaken(db: Db): Promise<boolean> {
 export async function oldestOutbox(db: Db): Promise<number | null> {
   const r = await first<{ at: number }>(db, `SELECT created_at AS at FROM outbox ORDER BY seq LIMIT 1`);
   return r ? Number(r.at) : null;
+}
+
+/** Depth, the oldest row, and how many rows live and lapsed leases hold, in one scan. */
+export async function outboxSummary(db: Db): Promise<OutboxSummary> {
+  const r = await first<{ depth: number; taken: number; lapsed: number; oldest_at: number | null; oldest_key: string | null }>(
+    db,
+    `SELECT count(*) AS depth,
+            count(*) FILTER (WHERE owner IS NOT NULL AND lease_until >= clock_timestamp()) AS taken,
+            count(*) FILTER (WHERE owner IS NOT NULL AND lease_until < clock_timestamp()) AS lapsed,
+            (SELECT created_at FROM outbox ORDER BY seq LIMIT 1) AS oldest_at,
+            (SELECT routing_key FROM outbox ORDER BY seq LIMIT 1) AS oldest_key
+       FROM outbox`,
+  );
+  return { depth: r?.depth ?? 0, taken: r?.taken ?? 0, lapsed: r?.lapsed ?? 0, oldestAt: r?.oldest_at ?? null, oldestRoutingKey: r?.oldest_key ?? null };
 }

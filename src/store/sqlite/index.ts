@@ -12,6 +12,7 @@ import type {
   OutboundRecord,
   OutboundResult,
   OutboxMessage,
+  OutboxSummary,
   RecentTicket,
   ReplyOutcome,
   Store,
@@ -22,6 +23,9 @@ import type {
 } from '../types.js';
 import { Journal } from './journal.js';
 import { toOutboundRecord, toTicketRecord } from '../rows.js';
+
+/** How often an idle store looks for outbox rows journaled by another process. */
+const FOREIGN_POLL_MS = 1000;
 
 /**
  * The embedded backend: the `Store` units on the SQLite journal in DATA_DIR. One
@@ -44,6 +48,26 @@ export class SqliteStore implements Store {
     private readonly clock: Clock,
   ) {
     this.journal = new Journal(dataDir, opts);
+    this.foreignPoll = setInterval(() => this.noticeForeignOutbox(), FOREIGN_POLL_MS);
+    this.foreignPoll.unref();
+  }
+
+  /** Looks for outbox rows another process journaled (see noticeForeignOutbox). */
+  private foreignPoll: NodeJS.Timeout | null;
+
+  /**
+   * Another process on the same file (`intake-gateway replay`) journals outbox rows
+   * this process's relay would not hear of: its commit calls no onOutbox here, and
+   * the in-memory mirror of the outbox tail lacks them. An idle relay learns of them
+   * here within a second; a busy one as soon as its own next row shows the gap.
+   */
+  private noticeForeignOutbox(): void {
+    if (!this.journal.adoptForeignOutbox()) return;
+    // An empty unit: its fsync (sync 'full') makes the adopted rows count as durable to the relay, which is then woken.
+    this.journal.run(() => undefined).then(
+      () => this.journal.onOutbox(),
+      () => {},
+    );
   }
 
   get onOutbox(): () => void {
@@ -330,6 +354,11 @@ export class SqliteStore implements Store {
     return this.journal.outboxDepth();
   }
 
+  async outboxSummary(): Promise<OutboxSummary> {
+    // One relay per data directory, holding what it took in memory: no leases to report.
+    return { ...this.journal.outboxSummary(), taken: 0, lapsed: 0 };
+  }
+
   // ---- channel state ------------------------------------------------------
 
   async kvGet(channel: Channel | '_store', key: string): Promise<string | null> {
@@ -384,6 +413,8 @@ export class SqliteStore implements Store {
   }
 
   close(): Promise<void> {
+    if (this.foreignPoll) clearInterval(this.foreignPoll);
+    this.foreignPoll = null;
     return this.journal.close();
   }
 }

@@ -184,6 +184,9 @@ export class Journal {
       ),
       maxOutboxSeq: db.prepare(`SELECT max(seq) AS seq FROM outbox`),
       countOutbox: db.prepare(`SELECT count(*) AS n FROM outbox`),
+      // The highest seq ever handed out (AUTOINCREMENT), also when those rows were confirmed and deleted since.
+      topOutboxSeq: db.prepare(`SELECT seq FROM sqlite_sequence WHERE name = 'outbox'`),
+      oldestOutbox: db.prepare(`SELECT created_at, routing_key FROM outbox ORDER BY seq LIMIT 1`),
       deleteOutboxRange: db.prepare(`DELETE FROM outbox WHERE seq BETWEEN ? AND ?`),
       dueDeadlines: db.prepare(`SELECT id AS ticket_id, due_kind AS kind, due_at, respond_by FROM tickets WHERE due_at <= ? ORDER BY due_at LIMIT ?`),
       nextDeadline: db.prepare(`SELECT min(due_at) AS due FROM tickets WHERE due_at IS NOT NULL`),
@@ -195,7 +198,6 @@ export class Journal {
         `SELECT count(*) AS open, coalesce(sum(due_kind = 'breach' OR due_at <= ?), 0) AS past, min(due_at) AS next FROM tickets WHERE due_at IS NOT NULL`,
       ),
       breachedSince: db.prepare(`SELECT count(*) AS n FROM tickets WHERE breached = 1 AND respond_by >= ?`),
-      oldestOutbox: db.prepare(`SELECT created_at AS at FROM outbox ORDER BY seq LIMIT 1`),
       setBreached: db.prepare(`UPDATE tickets SET breached = 1 WHERE id = ?`),
       setAcknowledged: db.prepare(`UPDATE tickets SET acknowledged_at = ? WHERE id = ? AND acknowledged_at IS NULL`),
       setResponded: db.prepare(`UPDATE tickets SET responded_at = ? WHERE id = ? AND responded_at IS NULL`),
@@ -242,7 +244,7 @@ export class Journal {
       probe: db.prepare(`INSERT OR REPLACE INTO kv (channel, key, value) VALUES ('_store', 'probe', ?)`),
     };
     this.outboxCount = (this.stmts.countOutbox.get() as { n: number }).n;
-    this.lastSeq = (this.stmts.maxOutboxSeq.get() as { seq: number | null }).seq ?? 0;
+    this.lastSeq = this.topSeq();
     // What a restart finds is on disk already.
     if (this.walFd !== null) this.durableSeq = this.lastSeq;
   }
@@ -427,8 +429,11 @@ export class Journal {
     const headers = JSON.stringify(msg.headers);
     const body = msg.json ?? JSON.stringify(msg.body);
     const seq = Number(this.stmts.insertOutbox.run(msg.routingKey, msg.messageId, msg.type, headers, msg.ticketRef ? '' : body, now, msg.ticketRef ?? null).lastInsertRowid);
-    this.outboxCount++;
     this.addedOutbox = true;
+    // Seqs come from AUTOINCREMENT, so a gap means another process (the command line's
+    // replay) journaled rows since our last one: the mirror lacks them, read the file.
+    if (seq !== this.lastSeq + 1) this.forgetMirror();
+    else this.outboxCount++;
     this.lastSeq = seq;
     if (seq >= this.cacheFrom) {
       if (this.cache.length < OUTBOX_CACHE_MAX) {
@@ -557,6 +562,42 @@ export class Journal {
     return out;
   }
 
+  private topSeq(): number {
+    return Math.max((this.stmts.maxOutboxSeq.get() as { seq: number | null }).seq ?? 0, (this.stmts.topOutboxSeq.get() as { seq: number } | undefined)?.seq ?? 0);
+  }
+
+  /** Rows were journaled by someone else: the relay reads the file until it has caught up, and the depth is counted again. */
+  private forgetMirror(): void {
+    this.cache = [];
+    this.cacheFrom = CACHE_OFF;
+    this.outboxCount = (this.stmts.countOutbox.get() as { n: number }).n;
+  }
+
+  /**
+   * True when another process journaled outbox rows after our last one (a replay
+   * by the command line while this gateway runs): they are counted and the mirror
+   * is dropped, so the relay reads them from the file once they are durable. Call
+   * outside run(), between units.
+   */
+  adoptForeignOutbox(): boolean {
+    if (this.closed) return false;
+    let top: number;
+    try {
+      top = this.topSeq();
+    } catch {
+      // An unreadable file (a disk gone away) shows on the next unit and on /readyz; this look only tries again.
+      return false;
+    }
+    if (top <= this.lastSeq) return false;
+    try {
+      this.forgetMirror();
+    } catch {
+      return false;
+    }
+    this.lastSeq = top;
+    return true;
+  }
+
   /** About how many rows the relay could take now (a lot when it must read the file). */
   readyCount(): number {
     return this.cacheFrom === CACHE_OFF ? Number.MAX_SAFE_INTEGER : this.cache.length;
@@ -597,6 +638,13 @@ export class Journal {
     return this.outboxCount;
   }
 
+  /** Depth and the oldest row as the file has them (rows another process added included). */
+  outboxSummary(): { depth: number; oldestAt: number | null; oldestRoutingKey: string | null } {
+    const depth = (this.stmts.countOutbox.get() as { n: number }).n;
+    const oldest = this.stmts.oldestOutbox.get() as { created_at: number; routing_key: string } | undefined;
+    return { depth, oldestAt: oldest?.created_at ?? null, oldestRoutingKey: oldest?.routing_key ?? null };
+  }
+
   /** Tickets whose next deadline event is due, earliest first. */
   dueDeadlines(now: number, limit: number): DeadlineRow[] {
     return this.stmts.dueDeadlines.all(now, limit) as DeadlineRow[];
@@ -613,8 +661,8 @@ export class Journal {
   opsSummary(now: number, dayStart: number): OpsSummary {
     const d = this.stmts.opsDeadlines.get(now) as { open: number; past: number; next: number | null };
     const b = this.stmts.breachedSince.get(dayStart) as { n: number };
-    const o = this.stmts.oldestOutbox.get() as { at: number } | undefined;
-    return { open: d.open, pastWarning: d.past, breachedToday: b.n, nextDue: d.next, outboxOldestAt: o?.at ?? null };
+    const o = this.stmts.oldestOutbox.get() as { created_at: number } | undefined;
+    return { open: d.open, pastWarning: d.past, breachedToday: b.n, nextDue: d.next, outboxOldestAt: o?.created_at ?? null };
   }
 
   getOutbound(id: string): OutboundRow | undefined {
