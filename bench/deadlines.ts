@@ -1,6 +1,6 @@
 import { rmSync } from 'node:fs';
 import amqp from 'amqplib';
-import { SqliteStore } from '../src/store/sqlite.js';
+import { Journal } from '../src/store/sqlite/journal.js';
 import { spawnGateway, tempDir, TEST_API_KEY } from '../test/support/gateway.js';
 import { brokerReady, percentile } from './lib.js';
 
@@ -21,7 +21,7 @@ export interface DeadlineScaleResult {
  */
 export async function benchDeadlines(amqpUrl: string, open: number, probe = 200): Promise<DeadlineScaleResult> {
   const dataDir = tempDir('bench-dl-');
-  const store = new SqliteStore(dataDir, { sync: 'normal' });
+  const store = new Journal(dataDir, { sync: 'normal' });
   const due = Date.now() + 86_400_000;
   // Open tickets as the intake writes them (a deadline lives on its ticket), with a small body.
   const insert = store.db.prepare(

@@ -4,6 +4,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { GatewayError } from './errors.js';
+import { redactCredentials, redactValues } from './redact.js';
 import { boolean, duration, optionalString, optionalUrl, port, positiveInt } from './config-types.js';
 import { smsConfig } from './channels/sms/config.js';
 import { mailboxConfig } from './channels/mailbox/config.js';
@@ -64,7 +65,8 @@ const trustedProxies = () =>
  * once, here; the rest of the code receives the typed object.
  */
 const coreConfig = {
-  AMQP_URL: z.string().refine((v) => /^amqps?:\/\//.test(v), 'expected an amqp:// or amqps:// URL'),
+  /** One URL, or the comma-separated URLs of a RabbitMQ cluster's nodes (tried in order). */
+  AMQP_URL: z.string().refine((v) => v.split(',').every((u) => /^amqps?:\/\//.test(u.trim())), 'expected an amqp:// or amqps:// URL, or several separated by commas'),
   HTTP_PORT: port(),
   HTTP_HOST: z.string().min(1),
   DATA_DIR: z.string().min(1),
@@ -167,18 +169,63 @@ export type ConfigInput = Partial<Record<keyof z.input<typeof ConfigSchema>, unk
 
 export const CONFIG_KEYS = Object.keys(ConfigSchema.shape) as (keyof Config)[];
 
-/** Settings whose values never appear in logs or error messages. */
-const SECRET = /(SECRET|TOKEN|PASSWORD|API_KEYS|AES_KEY)$/;
+/**
+ * Settings whose values never appear in logs or error messages: tokens, secrets,
+ * keys and passwords, by name, so that a setting added later is covered too.
+ */
+const SECRET = /TOKEN|SECRET|KEY|PASSWORD/;
 export function isSecretKey(key: string): boolean {
   return SECRET.test(key);
 }
+/** `name:key,name:key` lists (APP_API_KEYS, DOWNSTREAM_API_KEYS): the names say which client, the keys are secrets. */
+const KEY_LIST = /API_KEYS$/;
+
+function keyListNames(value: string): string {
+  return value
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)
+    .map((p) => (p.indexOf(':') > 0 ? `${p.slice(0, p.indexOf(':'))}:***` : '***'))
+    .join(',');
+}
+
+/** A setting's value as it may be shown: key lists by client name, secrets as `***`, credentials in URLs hidden. */
+function shownValue(key: string, value: unknown): unknown {
+  if (KEY_LIST.test(key) && typeof value === 'string') return keyListNames(value);
+  if (KEY_LIST.test(key) && value instanceof Map) return [...value.values()].map((name) => `${String(name)}:***`).join(',');
+  if (isSecretKey(key)) return '***';
+  if (typeof value === 'string') return redactCredentials(value);
+  if (value !== null && typeof value === 'object') return redactCredentials(JSON.stringify(value) ?? '');
+  return value;
+}
 
 function maskValue(key: string, value: unknown): string {
-  if (isSecretKey(key)) return '"***"';
-  if (typeof value === 'string' && /^[a-z]+:\/\/[^/]*@/.test(value)) {
-    return JSON.stringify(value.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@'));
+  return JSON.stringify(shownValue(key, value)) ?? String(value);
+}
+
+/** The secret values among settings, as written or as parsed: what no configuration message may repeat. */
+function secretValues(settings: Record<string, unknown>): string[] {
+  const out: string[] = [];
+  for (const [key, v] of Object.entries(settings)) {
+    if (v instanceof Map) {
+      // A parsed key list: key → client name.
+      for (const k of v.keys()) if (typeof k === 'string') out.push(k);
+    } else if (KEY_LIST.test(key) && typeof v === 'string') {
+      for (const p of v.split(',')) out.push(p.trim(), p.slice(p.indexOf(':') + 1).trim());
+    } else if (isSecretKey(key) && v !== undefined && v !== null) {
+      out.push(typeof v === 'string' ? v : (JSON.stringify(v) ?? ''));
+    }
   }
-  return JSON.stringify(value);
+  return out;
+}
+
+/**
+ * A configuration message as it may be shown: credentials hidden by shape, and every
+ * secret value of each `settings` (raw or parsed) hidden literally, wherever the
+ * message quotes it (a JSON error's excerpt of the file, an adapter's complaint).
+ */
+export function redactConfigMessage(message: string, ...settings: Record<string, unknown>[]): string {
+  return redactValues(redactCredentials(message), settings.flatMap(secretValues));
 }
 
 export function projectRoot(): string {
@@ -224,6 +271,26 @@ function settingsOnly(obj: Record<string, unknown>, path: string): Record<string
  * An invalid value throws CONFIG_INVALID naming the key, the value and what is allowed.
  */
 export function loadConfig(env: Record<string, string | undefined>, overrides: ConfigInput = {}): Config {
+  // Only settings: other variables of the environment are not this gateway's to judge.
+  const fromEnv: Record<string, unknown> = {};
+  for (const key of CONFIG_KEYS) fromEnv[key] = env[key];
+  try {
+    return parseConfig(env, overrides);
+  } catch (err) {
+    if (!(err instanceof GatewayError) || err.code !== 'CONFIG_INVALID') throw err;
+    // One exit for every configuration message, whatever built it: none may carry a secret. The
+    // validation message quotes values already masked by key (maskValue); hiding credentials by
+    // shape again would hide the client names of `APP_API_KEYS = "mobile:***"` too.
+    const secrets = [...secretValues(fromEnv), ...secretValues(overrides)];
+    const message = masked.has(err) ? redactValues(err.message, secrets) : redactValues(redactCredentials(err.message), secrets);
+    throw new GatewayError('CONFIG_INVALID', message);
+  }
+}
+
+/** Errors whose message quotes setting values through maskValue only. */
+const masked = new WeakSet<Error>();
+
+function parseConfig(env: Record<string, string | undefined>, overrides: ConfigInput): Config {
   const defaultsPath = join(projectRoot(), 'config', 'default.json');
   const merged: Record<string, unknown> = settingsOnly(readJson(defaultsPath), defaultsPath);
   const extra = env.GATEWAY_CONFIG;
@@ -243,18 +310,20 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: C
       const key = String(issue.path[0] ?? '?');
       return `${key} = ${maskValue(key, merged[key])}: ${issue.message}`;
     });
-    throw new GatewayError('CONFIG_INVALID', `invalid configuration: ${lines.join('; ')}`);
+    const err = new GatewayError('CONFIG_INVALID', `invalid configuration: ${lines.join('; ')}`);
+    masked.add(err);
+    throw err;
   }
   return result.data;
 }
 
-/** The configuration as it may be logged: secrets masked, credentials in URLs hidden. */
+/** The configuration as it may be logged: secrets masked, key lists by client name, credentials in URLs hidden. */
 export function describeConfig(config: Config): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const key of CONFIG_KEYS) {
     const v = config[key];
     if (v === undefined) continue;
-    out[key] = v instanceof Map ? `${v.size} keys` : typeof v === 'string' || isSecretKey(key) ? JSON.parse(maskValue(key, v)) : v;
+    out[key] = shownValue(key, v);
   }
   return out;
 }

@@ -9,7 +9,13 @@ import { describeConfig, projectRoot } from './config.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Channel, ChannelAdapter } from './channels/types.js';
 import { buildAdapters } from './channels/index.js';
-import { SqliteStore } from './store/sqlite.js';
+import { SqliteStore } from './store/sqlite/index.js';
+import type { AttachmentFiles, Store } from './store/types.js';
+import { deadlineFired } from './lifecycle.js';
+import { StoreLease } from './leases.js';
+import type { ChannelLease } from './channels/types.js';
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { AttachmentStore } from './store/attachments.js';
 import { IntakeService } from './intake.js';
 import { Broker, redact } from './publish/broker.js';
@@ -24,15 +30,28 @@ import { apiRouter } from './http/api.js';
 import { ApiAccess } from './http/auth.js';
 import { errorHandler, sendError } from './http/errors.js';
 import { FastRoutes } from './http/fast.js';
-import { ticketJsonSchema, type Ticket } from './ticket.js';
+import { ticketJsonSchema } from './ticket.js';
 import { createLogger } from './log.js';
 import { GatewayError, errorMessage } from './errors.js';
+
+/**
+ * Exclusive work (IMAP, Telegram polling) moves to another instance within this
+ * plus one retry period (a third of it) after its holder dies: under the 30 s the
+ * contract allows.
+ */
+const LEASE_TTL = 15_000;
 
 export interface GatewayOptions {
   clock?: Clock;
   logger?: Logger;
   /** Replace the adapters built from configuration (tests, benchmarks). */
   adapters?: ChannelAdapter[];
+  /** A store opened by the caller (PostgreSQL); the embedded SQLite store in DATA_DIR otherwise. */
+  store?: Store;
+  /** Where attachments live when `store` is shared (every instance serves every file). */
+  attachments?: AttachmentFiles;
+  /** This instance's name in a shared store (see `openGateway`). */
+  instanceId?: string;
 }
 
 /**
@@ -41,8 +60,10 @@ export interface GatewayOptions {
  * stop taking input, finish what was taken, wait for broker confirms, close.
  */
 export class Gateway {
-  readonly store: SqliteStore;
-  readonly attachments: AttachmentStore;
+  readonly store: Store;
+  /** This process among the instances sharing a store: owner of the rows it claims and the leases it holds. */
+  readonly instanceId: string;
+  readonly attachments: AttachmentFiles;
   readonly intake: IntakeService;
   readonly broker: Broker;
   readonly deadlines: DeadlineScheduler;
@@ -68,8 +89,9 @@ export class Gateway {
     this.clock = opts.clock ?? systemClock;
     this.logger = opts.logger ?? createLogger(config.LOG_LEVEL);
     this.metrics = createMetrics();
-    this.store = new SqliteStore(config.DATA_DIR, { sync: config.STORE_SYNC });
-    this.attachments = new AttachmentStore(config.DATA_DIR, config.ATTACHMENT_MAX_BYTES);
+    this.instanceId = opts.instanceId ?? newInstanceId();
+    this.store = opts.store ?? new SqliteStore(config.DATA_DIR, { sync: config.STORE_SYNC }, this.clock);
+    this.attachments = opts.attachments ?? new AttachmentStore(config.DATA_DIR, config.ATTACHMENT_MAX_BYTES);
     const rules = loadRules(config.RULES_FILE ?? join(projectRoot(), 'config', 'rules.json'));
     this.intake = new IntakeService(this.store, this.attachments, config, rules, this.clock, this.logger, this.metrics);
     this.givenAdapters = opts.adapters ?? null;
@@ -88,14 +110,18 @@ export class Gateway {
       this.metrics,
     );
     this.store.onOutbox = () => this.broker.committed();
-    this.deadlines = new DeadlineScheduler(this.store, this.clock, this.logger, this.metrics);
+    // A shared store gets rows from other instances too: look every half second.
+    const shared = this.store.kind !== 'sqlite';
+    this.deadlines = new DeadlineScheduler(this.store, deadlineFired, this.clock, this.logger, this.metrics, shared ? 500 : undefined);
     this.outbound = new OutboundDispatcher(
       this.store,
+      this.instanceId,
       this.adapterMap,
       config,
       this.clock,
       this.logger,
       this.metrics,
+      shared ? 1000 : undefined,
     );
     this.intake.hooks = { deadlineAdded: (t) => this.deadlines.noteDue(t), outboundAdded: () => this.outbound.wake() };
     this.app = this.buildApp();
@@ -117,14 +143,14 @@ export class Gateway {
     app.get('/healthz', (_req, res) => {
       res.json({ status: 'alive' });
     });
-    app.get('/readyz', (_req, res) => {
-      const r = this.readiness();
+    app.get('/readyz', async (_req, res) => {
+      const r = await this.readiness();
       res.status(r.ready ? 200 : 503).json(r);
     });
     if (this.config.METRICS) {
       app.get('/metrics', async (_req, res) => {
         this.metrics.outboxDepth.set(this.store.outboxDepth());
-        this.metrics.openDeadlines.set(this.store.openDeadlines());
+        this.metrics.openDeadlines.set(await this.store.openDeadlines().catch(() => Number.NaN));
         res.setHeader('Content-Type', this.metrics.registry.contentType);
         res.send(await this.metrics.registry.metrics());
       });
@@ -139,10 +165,10 @@ export class Gateway {
     return app;
   }
 
-  readiness(): { ready: boolean; reasons: string[]; store: string; broker: 'up' | 'down'; brokerError?: string; backlog: number; channels: Record<string, unknown> } {
+  async readiness(): Promise<{ ready: boolean; reasons: string[]; store: string; storeKind: string; broker: 'up' | 'down'; brokerError?: string; backlog: number; channels: Record<string, unknown> }> {
     const reasons: string[] = [];
     if (this.closing) reasons.push('shutting down');
-    const storeErr = this.store.isClosed ? new GatewayError('STORE_CLOSED', 'store is closed') : this.store.probeWrite(this.clock.now());
+    const storeErr = this.store.isClosed ? new GatewayError('STORE_CLOSED', 'store is closed') : await this.store.probe();
     if (storeErr) reasons.push(`store unusable: ${storeErr.message}`);
     const channels: Record<string, unknown> = {};
     for (const a of this.adapters) channels[a.channel] = a.status?.() ?? { on: true };
@@ -150,6 +176,7 @@ export class Gateway {
       ready: reasons.length === 0,
       reasons,
       store: storeErr ? 'unusable' : 'ok',
+      storeKind: this.store.kind,
       broker: this.broker.state,
       // Why it is down (a refused login, a missing vhost, nobody listening): the operator's first question.
       ...(this.broker.state === 'down' && this.broker.lastError ? { brokerError: this.broker.lastError } : {}),
@@ -197,9 +224,20 @@ export class Gateway {
    */
   private async rejectReply(ticketId: string | null, replyId: string, error: { code: string; message: string }): Promise<void> {
     this.logger.warn({ ticketId, replyId, ...error }, 'reply from tickets.replies refused');
-    const row = ticketId ? this.store.getTicketRow(ticketId) : undefined;
-    const ticket = row ? (JSON.parse(row.body) as Ticket) : null;
-    await this.store.run(() => this.store.addOutbox(replyFailed(ticket, ticket ? ticket.channel : 'unknown', { ticketId, replyId, error }), this.clock.now()));
+    const ticket = ticketId ? ((await this.store.getTicket(ticketId))?.ticket ?? null) : null;
+    await this.store.append({ outbox: [replyFailed(ticket, ticket ? ticket.channel : 'unknown', { ticketId, replyId, error })] });
+  }
+
+  private readonly leases = new Map<string, ChannelLease>();
+
+  /** One lease object per name for this instance (the adapter asks for it by name again on stop). */
+  private lease(name: string, logger: Logger): ChannelLease {
+    let l = this.leases.get(name);
+    if (!l) {
+      l = new StoreLease(this.store, name, this.instanceId, LEASE_TTL, logger);
+      this.leases.set(name, l);
+    }
+    return l;
   }
 
   get port(): number {
@@ -218,7 +256,8 @@ export class Gateway {
     // One for the app channel and the ticket API together: a key's rate covers all its routes.
     const access = new ApiAccess(this.config, () => this.clock.now());
     for (const a of this.adapters) {
-      await a.start({ intake: this.intake, config: this.config, logger: this.logger.child({ channel: a.channel }), clock: this.clock, http: router, fast: this.fast, access });
+      const log = this.logger.child({ channel: a.channel });
+      await a.start({ intake: this.intake, config: this.config, logger: log, clock: this.clock, http: router, fast: this.fast, access, lease: (name) => this.lease(name, log) });
       this.logger.info({ channel: a.channel, receipts: a.receiptMode }, 'channel on');
     }
     this.app.use(
@@ -277,6 +316,25 @@ export class Gateway {
     await this.store.close();
     this.logger.info({ ms: Date.now() - started, unpublished: 'kept in the journal' }, 'stopped');
   }
+}
+
+/** Unique per process and start: owner of the rows and leases it takes in a shared store. */
+function newInstanceId(): string {
+  return `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+}
+
+/**
+ * A gateway on the store its configuration names: PostgreSQL when DATABASE_URL is
+ * set (the driver loads only then; the schema is created or migrated first, safely
+ * when several instances start together), else the embedded SQLite store in DATA_DIR.
+ */
+export async function openGateway(config: Config, opts: GatewayOptions = {}): Promise<Gateway> {
+  if (!config.DATABASE_URL || opts.store) return new Gateway(config, opts);
+  const { PostgresStore } = await import('./store/postgres/index.js');
+  const instanceId = opts.instanceId ?? newInstanceId();
+  const logger = opts.logger ?? createLogger(config.LOG_LEVEL);
+  const store = await PostgresStore.open({ url: config.DATABASE_URL, clock: opts.clock ?? systemClock, instanceId, logger: logger.child({ store: 'postgres' }) });
+  return new Gateway(config, { ...opts, logger, instanceId, store, attachments: store.attachmentStore(config.ATTACHMENT_MAX_BYTES) });
 }
 
 function sleep(ms: number): Promise<void> {

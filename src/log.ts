@@ -1,26 +1,83 @@
 import { pino, type Logger, type DestinationStream } from 'pino';
+import { redactCredentials } from './redact.js';
 
 // Phone numbers and e-mail addresses never reach the logs in clear: citizens'
 // contact data is personal information, and logs travel further than the store.
 const PHONE = /(?<!\d)(\+?86)?(1[3-9]\d)(\d{4})(\d{4})(?!\d)/g;
-const EMAIL = /([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})/g;
+/**
+ * ASCII and internationalised addresses alike (RFC 6531: a Unicode local part such
+ * as `张三`, an IDN domain such as `例子.中国` or its `xn--` form), with `@` or the
+ * full-width `＠` a Chinese keyboard types. The first character of the local part
+ * stays, the rest becomes `***`; the domain stays, it names a provider, not a person.
+ * Found from each `@` outwards rather than by one regex over the whole text: Chinese
+ * text has no spaces, and a pattern that starts at every letter is quadratic in it.
+ */
+const AT = /[@\uff20]/g;
+const LOCAL_CHAR = /[\p{L}\p{M}\p{N}._%+-]/u;
+const DOMAIN = /^(?:[\p{L}\p{M}\p{N}-]+[.\u3002\uff0e])+(?:\p{L}{2,}|xn--[a-z0-9-]+)/iu;
+/** RFC 5321 limits: 64 characters of local part, 255 of domain. */
+const MAX_LOCAL = 64;
+const MAX_DOMAIN = 255;
 
-export function maskPII(text: string): string {
-  return text.replace(PHONE, (_m, cc: string | undefined, a: string, _b: string, c: string) => `${cc ?? ''}${a}****${c}`).replace(EMAIL, '$1***@$2');
+function maskEmails(text: string): string {
+  let out = '';
+  let done = 0;
+  for (const m of text.matchAll(AT)) {
+    const at = m.index;
+    if (at < done) continue;
+    const domain = DOMAIN.exec(text.slice(at + 1, at + 1 + MAX_DOMAIN))?.[0];
+    if (!domain) continue;
+    let start = at;
+    while (start > done && at - start < MAX_LOCAL) {
+      // Code point by code point: a local part may hold letters beyond the BMP (𠀀).
+      const low = text.charCodeAt(start - 1);
+      const high = start - 2 >= done ? text.charCodeAt(start - 2) : 0;
+      const width = low >= 0xdc00 && low <= 0xdfff && high >= 0xd800 && high <= 0xdbff ? 2 : 1;
+      if (!LOCAL_CHAR.test(text.slice(start - width, start))) break;
+      start -= width;
+    }
+    if (start === at) continue;
+    const first = String.fromCodePoint(text.codePointAt(start)!);
+    out += `${text.slice(done, start)}${first}***@${domain}`;
+    done = at + 1 + domain.length;
+  }
+  return done === 0 ? text : out + text.slice(done);
 }
 
-function maskDeep(value: unknown, depth = 0): unknown {
-  if (typeof value === 'string') return maskPII(value);
-  if (depth > 4 || value === null || typeof value !== 'object') return value;
-  if (value instanceof Error) return { type: value.name, message: maskPII(value.message), code: (value as { code?: unknown }).code };
-  if (Array.isArray(value)) return value.map((v) => maskDeep(v, depth + 1));
+export function maskPII(text: string): string {
+  const phonesMasked = text.replace(PHONE, (_m, cc: string | undefined, a: string, _b: string, c: string) => `${cc ?? ''}${a}****${c}`);
+  return phonesMasked.includes('@') || phonesMasked.includes('\uff20') ? maskEmails(phonesMasked) : phonesMasked;
+}
+
+/** What every logged string goes through: personal data masked, and credentials an error message may quote (a broker URL). */
+export function maskLogText(text: string): string {
+  return maskPII(redactCredentials(text));
+}
+
+/** Depth past which a logged value is not walked but replaced: masking must not stop where the walk does. */
+const MAX_DEPTH = 8;
+
+function maskDeep(value: unknown, depth = 0, seen = new WeakSet<object>()): unknown {
+  if (typeof value === 'string') return maskLogText(value);
+  if (value === null || typeof value !== 'object') return value;
+  if (depth > MAX_DEPTH) return '[nested too deep]';
+  if (seen.has(value)) return '[circular]';
+  seen.add(value);
+  if (value instanceof Error) {
+    const out: Record<string, unknown> = { type: value.name, message: maskLogText(value.message), code: maskDeep((value as { code?: unknown }).code, depth + 1, seen) };
+    // A wrapped cause often carries the text that matters (a driver's answer naming an address).
+    if (value.cause !== undefined) out.cause = maskDeep(value.cause, depth + 1, seen);
+    return out;
+  }
+  if (Array.isArray(value)) return value.map((v) => maskDeep(v, depth + 1, seen));
+  if (Buffer.isBuffer(value) || value instanceof Date) return value;
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value)) out[k] = maskDeep(v, depth + 1);
+  for (const [k, v] of Object.entries(value)) out[maskLogText(k)] = maskDeep(v, depth + 1, seen);
   return out;
 }
 
 export function createLogger(level: string, destination?: DestinationStream): Logger {
-  return pino(
+  const logger = pino(
     {
       level,
       base: { service: 'intake-gateway' },
@@ -28,12 +85,19 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       formatters: { log: (obj) => maskDeep(obj) as Record<string, unknown> },
       hooks: {
         logMethod(args, method) {
-          // Mask the message string too, not only the merged object.
-          const masked = args.map((a) => (typeof a === 'string' ? maskPII(a) : a)) as Parameters<typeof method>;
+          // Mask the message string and its interpolation arguments (`%s`, `%j`), not only the merged object.
+          const masked = args.map((a, i) => (typeof a === 'string' ? maskLogText(a) : i === 0 ? a : maskDeep(a))) as Parameters<typeof method>;
           method.apply(this, masked);
         },
       },
     },
     destination,
   );
+  // A child's bindings never pass through `formatters.log` (pino serialises them once, at
+  // child()), so they are masked here. Children inherit this `child`, so grandchildren too.
+  const child = logger.child;
+  logger.child = function (this: Logger, bindings, options) {
+    return child.call(this, maskDeep(bindings) as typeof bindings, options);
+  } as Logger['child'];
+  return logger;
 }

@@ -1,5 +1,5 @@
-import { loadConfig } from './config.js';
-import { Gateway } from './gateway.js';
+import { loadConfig, redactConfigMessage } from './config.js';
+import { openGateway, type Gateway } from './gateway.js';
 import { createLogger } from './log.js';
 import { GatewayError } from './errors.js';
 
@@ -16,7 +16,14 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = createLogger(config.LOG_LEVEL);
-  const gateway = new Gateway(config, { logger });
+  let gateway: Gateway;
+  try {
+    gateway = await openGateway(config, { logger });
+  } catch (err) {
+    // The shared database is unreachable or refuses the schema: nothing can be accepted durably.
+    logger.fatal({ err }, 'store could not be opened');
+    process.exit(1);
+  }
 
   let signalled = false;
   const onSignal = (signal: NodeJS.Signals) => {
@@ -44,7 +51,8 @@ async function main(): Promise<void> {
   } catch (err) {
     // A channel's settings that only make sense together are checked as the channel loads.
     if (err instanceof GatewayError && err.code === 'CONFIG_INVALID') {
-      process.stderr.write(`intake-gateway: ${err.message}\n`);
+      // The channel's own message may quote a setting: shown only once no secret of the configuration is left in it.
+      process.stderr.write(`intake-gateway: ${redactConfigMessage(err.message, config)}\n`);
       await gateway.stop().catch(() => {});
       process.exit(78);
     }

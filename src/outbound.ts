@@ -2,29 +2,22 @@ import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import { THREADED_CHANNELS, type Channel, type ChannelAdapter, type OutboundMessage, type SendResult } from './channels/types.js';
-import type { OutboundRow, SqliteStore } from './store/sqlite.js';
+import type { OutboundRecord, Store } from './store/types.js';
+import { delivered, replyIdOf } from './lifecycle.js';
 import type { Metrics } from './metrics.js';
-import type { Ticket } from './ticket.js';
 import { GatewayError, errorCode, errorMessage, isTransient } from './errors.js';
-import { replyFailed, ticketEvent } from './publish/messages.js';
+import { replyFailed } from './publish/messages.js';
 
 const CONCURRENCY = 32;
-
-/**
- * The outbound row id of a downstream reply. A replyId is unique within its ticket
- * (the same replyId on two tickets is two replies), so the id names both. The store
- * migrates rows of the earlier `reply:<replyId>` form to this one.
- */
-export function replyRowId(ticketId: string, replyId: string): string {
-  return `reply:${ticketId}:${replyId}`;
-}
-
-/** The replyId a reply row was posted with. */
-export function replyIdOf(row: Pick<OutboundRow, 'id' | 'ticket_id'>): string {
-  const prefix = `reply:${row.ticket_id ?? ''}:`;
-  return row.id.startsWith(prefix) ? row.id.slice(prefix.length) : row.id.slice('reply:'.length);
-}
+/** A mail reply cites at most this many earlier messages of its ticket. */
+const THREAD_ROWS = 50;
 const MAX_SLEEP = 60_000;
+/**
+ * A row taken for sending is this instance's for this long; if it dies mid-send
+ * another instance sends it after the lease lapses (at most one extra send, the
+ * price of never losing one).
+ */
+const SEND_LEASE = 60_000;
 
 /**
  * Sends receipts, replies and notices through the ticket's own channel. Rows are
@@ -43,12 +36,16 @@ export class OutboundDispatcher {
   private rescan = false;
 
   constructor(
-    private readonly store: SqliteStore,
+    private readonly store: Store,
+    /** This instance, as the owner of the rows it sends. */
+    private readonly owner: string,
     private readonly adapters: Map<Channel, ChannelAdapter>,
     private readonly config: Config,
     private readonly clock: Clock,
     private readonly logger: Logger,
     private readonly metrics: Metrics,
+    /** Longest sleep between looks at the store (short when other instances add rows too). */
+    private readonly maxSleepMs = MAX_SLEEP,
   ) {}
 
   start(): void {
@@ -73,7 +70,7 @@ export class OutboundDispatcher {
       this.timer = null;
       this.armedFor = null;
       void this.scan();
-    }, Math.max(0, Math.min(at - this.clock.now(), MAX_SLEEP)));
+    }, Math.max(0, Math.min(at - this.clock.now(), this.maxSleepMs)));
   }
 
   private async scan(): Promise<void> {
@@ -86,8 +83,8 @@ export class OutboundDispatcher {
         now = this.clock.now();
         const room = CONCURRENCY - this.inflight.size;
         if (room <= 0) break;
-        const rows = this.store.dueOutbound(now, room + this.inflight.size).filter((r) => !this.inflight.has(r.id));
-        for (const row of rows.slice(0, room)) {
+        const rows = (await this.store.claimOutbound(now, room, this.owner, SEND_LEASE)).filter((r) => !this.inflight.has(r.id));
+        for (const row of rows) {
           this.inflight.add(row.id);
           void this.sendRow(row).finally(() => {
             this.inflight.delete(row.id);
@@ -97,8 +94,8 @@ export class OutboundDispatcher {
       } while (this.rescan);
       // Rows due at `now` were taken above (or are in flight and wake us when done); arm for the
       // first one after it. Reading the clock once matters: a timer may fire a millisecond early.
-      const next = this.store.nextOutboundAfter(now);
-      if (next !== null) this.arm(next);
+      const next = await this.store.nextOutboundAfter(now);
+      this.arm(next ?? now + this.maxSleepMs);
     } catch (err) {
       this.logger.error({ err: errorMessage(err) }, 'outbound scan failed');
       this.arm(this.clock.now() + 1000);
@@ -107,35 +104,31 @@ export class OutboundDispatcher {
     }
   }
 
-  private toMessage(row: OutboundRow): OutboundMessage {
-    const target = JSON.parse(row.target) as { citizen: OutboundMessage['citizen']; source: Record<string, unknown>; subject: string | null; ticketNumber: string | null };
+  private async toMessage(row: OutboundRecord): Promise<OutboundMessage> {
     // Only a threaded channel (mail) cites what was sent before on the ticket.
-    const threadIds = row.ticket_id && THREADED_CHANNELS.has(row.channel as Channel)
-      ? this.store
-          .outboundByTicket(row.ticket_id)
-          .filter((o) => o.upstream_id && o.id !== row.id)
-          .map((o) => o.upstream_id!)
+    const threadIds = row.ticketId && THREADED_CHANNELS.has(row.channel)
+      ? (await this.store.outboundOfTicket(row.ticketId, THREAD_ROWS)).filter((o) => o.upstreamId && o.id !== row.id).map((o) => o.upstreamId!)
       : [];
     return {
       id: row.id,
-      kind: row.kind as OutboundMessage['kind'],
-      channel: row.channel as Channel,
+      kind: row.kind,
+      channel: row.channel,
       text: row.text,
-      ticketId: row.ticket_id,
-      ticketNumber: target.ticketNumber,
-      citizen: target.citizen,
-      subject: target.subject,
-      source: target.source,
+      ticketId: row.ticketId,
+      ticketNumber: row.target.ticketNumber,
+      citizen: row.target.citizen,
+      subject: row.target.subject,
+      source: row.target.source,
       threadIds,
       attempt: row.attempts + 1,
     };
   }
 
-  private async sendRow(row: OutboundRow): Promise<void> {
-    const adapter = this.adapters.get(row.channel as Channel);
-    const msg = this.toMessage(row);
+  private async sendRow(row: OutboundRecord): Promise<void> {
+    const adapter = this.adapters.get(row.channel);
     let result: SendResult;
     try {
+      const msg = await this.toMessage(row);
       if (!adapter) throw new GatewayError('CHANNEL_OFF', `channel ${row.channel} is not configured`, { transient: false });
       // The row (and its ticket) may be committed but not yet synced: tell the citizen nothing before it is on disk.
       await this.store.whenDurable();
@@ -145,63 +138,32 @@ export class OutboundDispatcher {
       return;
     }
     this.metrics.outbound.inc({ channel: row.channel, kind: row.kind, result: 'sent' });
-    await this.store
-      .run(() => {
-        const now = this.clock.now();
-        this.store.outboundSent(row.id, now, result.via, result.upstreamId);
-        if (!row.ticket_id) return;
-        if (result.upstreamId && THREADED_CHANNELS.has(row.channel as Channel)) this.store.addRef(result.upstreamId, row.ticket_id);
-        const t = this.ticket(row.ticket_id);
-        if (!t) return;
-        if (row.kind === 'receipt') {
-          if (this.store.setAcknowledged(t.id, now)) {
-            this.store.addOutbox(ticketEvent('acknowledged', t, { ticketId: t.id, number: t.number, at: new Date(now).toISOString(), via: result.via }), now);
-          }
-        } else if (row.kind === 'reply') {
-          const replyId = replyIdOf(row);
-          const respondBy = Date.parse(t.deadline.respondBy);
-          const received = Date.parse(t.receivedAt);
-          // The first reply meets the deadline: cancel what has not fired yet.
-          if (this.store.setResponded(t.id, now)) this.store.cancelDeadlines(t.id);
-          this.store.addOutbox(
-            ticketEvent('responded', t, { ticketId: t.id, number: t.number, replyId, at: new Date(now).toISOString(), withinDeadline: now <= respondBy, latencyMs: now - received }, replyId),
-            now,
-          );
-        }
-      })
-      .catch((err: unknown) => {
-        // Sent but not recorded: it stays pending and is sent again later. Better twice than never.
-        this.logger.error({ err: errorMessage(err), id: row.id }, 'sent, but could not record it');
-      });
+    await this.store.outboundSent(row.id, result, row.ticketId ? delivered(row, result) : null).catch((err: unknown) => {
+      // Sent but not recorded: it stays pending and is sent again later. Better twice than never.
+      this.logger.error({ err: errorMessage(err), id: row.id }, 'sent, but could not record it');
+    });
   }
 
-  private ticket(id: string): Ticket | null {
-    const r = this.store.getTicketRow(id);
-    return r ? (JSON.parse(r.body) as Ticket) : null;
-  }
-
-  private async recordFailure(row: OutboundRow, err: unknown): Promise<void> {
+  private async recordFailure(row: OutboundRecord, err: unknown): Promise<void> {
     const transient = isTransient(err);
     const attempts = row.attempts + 1;
     const final = !transient || attempts >= this.config.SEND_MAX_ATTEMPTS;
     const error = { code: errorCode(err), message: errorMessage(err), detail: err instanceof GatewayError ? err.detail : undefined, attempts };
     this.metrics.outbound.inc({ channel: row.channel, kind: row.kind, result: final ? 'failed' : 'retry' });
     this.logger.warn({ id: row.id, channel: row.channel, ...error, final }, final ? 'outbound message failed' : 'outbound message will be retried');
-    await this.store
-      .run(() => {
-        const now = this.clock.now();
-        if (!final) {
-          const backoff = Math.min(300_000, 1000 * 2 ** (attempts - 1));
-          this.store.outboundRetry(row.id, now + backoff, JSON.stringify(error));
-          return;
-        }
-        this.store.outboundFailed(row.id, JSON.stringify(error));
-        const t = row.ticket_id ? this.ticket(row.ticket_id) : null;
+    try {
+      if (!final) {
+        const backoff = Math.min(300_000, 1000 * 2 ** (attempts - 1));
+        await this.store.outboundRetry(row.id, this.clock.now() + backoff, JSON.stringify(error));
+      } else {
+        const t = row.ticketId ? await this.store.getTicket(row.ticketId) : null;
         const replyId = row.kind === 'reply' ? replyIdOf(row) : row.id;
-        this.store.addOutbox(replyFailed(t, row.channel as Channel, { ticketId: row.ticket_id, replyId, error }), now);
-      })
-      .catch((e: unknown) => this.logger.error({ err: errorMessage(e), id: row.id }, 'could not record outbound failure'));
-    const next = this.store.isClosed ? null : this.store.nextOutbound();
+        await this.store.outboundFailed(row.id, JSON.stringify(error), { outbox: [replyFailed(t?.ticket ?? null, row.channel, { ticketId: row.ticketId, replyId, error })] });
+      }
+    } catch (e) {
+      this.logger.error({ err: errorMessage(e), id: row.id }, 'could not record outbound failure');
+    }
+    const next = this.store.isClosed ? null : await this.store.nextOutboundAfter(-1).catch(() => null);
     if (next !== null) this.arm(next);
   }
 

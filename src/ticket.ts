@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { createHash } from 'node:crypto';
+import { isOneLine, isSafeText } from './normalize/text.js';
 
 export const CHANNELS = ['sms', 'wechat', 'mailbox', 'weibo', 'app', 'telegram'] as const;
 export const Channel = z.enum(CHANNELS);
@@ -18,17 +19,37 @@ export type DeadlinePolicy = z.infer<typeof DeadlinePolicy>;
 
 const isoDate = z.string().datetime({ offset: true });
 
+/*
+ * Contract section 5, "Text". The intake cleans every field first
+ * (normalize/inbound.ts); these checks make a ticket that still holds a lone
+ * surrogate, a control or a bidi override fail validation instead of reaching
+ * the broker. Refinements, not transforms: the JSON Schema is generated from
+ * this schema, and a refinement leaves it describable.
+ */
+const SAFE = 'well-formed Unicode without C0/C1 controls (other than tab and line feed) or bidirectional overrides and isolates';
+/** Free text: content, addresses, ids. */
+const text = () => z.string().refine(isSafeText, { message: `expected ${SAFE}` });
+/** One line: subject, citizen name, file name. */
+const line = () => z.string().refine(isOneLine, { message: `expected one line of ${SAFE}` });
+
+function safeDeep(value: unknown): boolean {
+  if (typeof value === 'string') return isSafeText(value);
+  if (Array.isArray(value)) return value.every(safeDeep);
+  if (value !== null && typeof value === 'object') return Object.entries(value).every(([k, v]) => isSafeText(k) && safeDeep(v));
+  return true;
+}
+
 export const Citizen = z.object({
-  channelUserId: z.string(),
-  phone: z.string().nullable(),
-  email: z.string().nullable(),
-  name: z.string().nullable(),
+  channelUserId: text(),
+  phone: text().nullable(),
+  email: text().nullable(),
+  name: line().nullable(),
 });
 export type Citizen = z.infer<typeof Citizen>;
 
 export const Attachment = z.object({
-  fileName: z.string(),
-  mimeType: z.string(),
+  fileName: line(),
+  mimeType: text(),
   size: z.number().int().nonnegative(),
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
   url: z.string(),
@@ -38,7 +59,7 @@ export type Attachment = z.infer<typeof Attachment>;
 export const Location = z.object({
   lat: z.number().min(-90).max(90),
   lon: z.number().min(-180).max(180),
-  address: z.string().nullable(),
+  address: text().nullable(),
 });
 export type Location = z.infer<typeof Location>;
 
@@ -48,12 +69,12 @@ export const TicketV1 = z
     id: z.string().uuid().describe('Stable: the same upstream message always yields the same id'),
     number: z.string().regex(/^\d{8}-\d{6,}$/).describe('Human-readable, unique per deployment'),
     channel: Channel,
-    channelMessageIds: z.array(z.string()),
+    channelMessageIds: z.array(text()),
     receivedAt: isoDate.describe('When the gateway first held the message durably'),
     sentAt: isoDate.nullable().describe("The channel's own timestamp, when it has one"),
     citizen: Citizen,
-    subject: z.string().nullable(),
-    content: z.string().describe('Plain text, NFC, HTML and quoting stripped'),
+    subject: line().nullable(),
+    content: text().describe('Plain text, NFC, HTML and quoting stripped'),
     attachments: z.array(Attachment),
     location: Location.nullable(),
     category: Category,
@@ -67,7 +88,7 @@ export const TicketV1 = z
       respondBy: isoDate,
     }),
     incomplete: z.boolean(),
-    source: z.record(z.string(), z.unknown()).describe('Channel-specific facts'),
+    source: z.record(z.string(), z.unknown()).refine(safeDeep, { message: `expected every text to be ${SAFE}` }).describe('Channel-specific facts'),
   })
   .describe('12345 intake gateway ticket, schema v1');
 export type Ticket = z.infer<typeof TicketV1>;

@@ -95,9 +95,9 @@ export interface Intake {
   /** Lookup by id, for adapters that answer in-band. */
   getTicket(id: string): Promise<Ticket | null>;
   /** Lookup by the human ticket number (status pages, Open311). */
-  getTicketByNumber(number: string): Ticket | null;
+  getTicketByNumber(number: string): Promise<Ticket | null>;
   /** Delivery state and replies of a ticket, as `GET /api/v1/tickets/:id/status` shows it. */
-  ticketStatus(id: string): TicketStatus | null;
+  ticketStatus(id: string): Promise<TicketStatus | null>;
   /** True while the outbox is deeper than the configured high-water mark: pause reading upstream. */
   backlogHigh(): boolean;
 }
@@ -161,8 +161,24 @@ export interface SendResult {
   upstreamId: string | null;
 }
 
+/**
+ * Work only one instance of the gateway may do at a time (reading IMAP, Telegram
+ * long polling), when several share one store.
+ */
+export interface ChannelLease {
+  readonly name: string;
+  readonly held: boolean;
+  /** Resolves true once this instance holds the lease (retrying while another does), false if cancelled first. */
+  acquire(cancelled: () => boolean): Promise<boolean>;
+  /** Called when the lease is lost: stop the work at once; call acquire() again to resume. */
+  onLost(fn: () => void): void;
+  release(): Promise<void>;
+}
+
 export interface AdapterContext {
   intake: Intake;
+  /** A lease by name (one per kind of exclusive work), held by this instance once acquired. */
+  lease(name: string): ChannelLease;
   config: Config;
   logger: Logger;
   clock: Clock;

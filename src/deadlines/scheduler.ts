@@ -1,9 +1,7 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
-import type { SqliteStore } from '../store/sqlite.js';
+import type { DueDeadline, FiredDeadline, Store, TicketRecord } from '../store/types.js';
 import type { Metrics } from '../metrics.js';
-import type { Ticket } from '../ticket.js';
-import { ticketEvent } from '../publish/messages.js';
 import { errorMessage } from '../errors.js';
 
 const BATCH = 500;
@@ -26,10 +24,19 @@ export class DeadlineScheduler {
   private stopped = false;
 
   constructor(
-    private readonly store: SqliteStore,
+    private readonly store: Store,
+    /** What firing a due event writes (the ticket lifecycle decides; this class only keeps time). */
+    private readonly decide: (due: DueDeadline, t: TicketRecord, now: number) => FiredDeadline | null,
     private readonly clock: Clock,
     private readonly logger: Logger,
     private readonly metrics: Metrics,
+    /**
+     * Longest sleep between looks at the store. With several instances another one
+     * may add an earlier deadline (or die holding some): a short poll keeps every
+     * event within a second of its time. Alone, the timer is always armed for the
+     * earliest one, and it only needs waking hourly.
+     */
+    private readonly maxSleepMs = MAX_SLEEP,
   ) {}
 
   start(): void {
@@ -45,7 +52,7 @@ export class DeadlineScheduler {
   private arm(dueAt: number): void {
     if (this.timer) clearTimeout(this.timer);
     this.armedFor = dueAt;
-    const delay = Math.max(0, Math.min(dueAt - this.clock.now(), MAX_SLEEP));
+    const delay = Math.max(0, Math.min(dueAt - this.clock.now(), this.maxSleepMs));
     this.timer = setTimeout(() => {
       this.timer = null;
       this.armedFor = null;
@@ -59,32 +66,16 @@ export class DeadlineScheduler {
     try {
       for (;;) {
         const now = this.clock.now();
-        const due = this.store.dueDeadlines(now, BATCH);
-        if (due.length === 0) break;
-        const fired = await this.store.run(() => {
-          const firedRows: { kind: 'warning' | 'breach'; due_at: number }[] = [];
-          for (const d of due) {
-            // A warning whose breach is due too is skipped: the breach says more.
-            const kind = d.kind === 'warning' && d.respond_by <= now ? 'breach' : d.kind;
-            const next = kind === 'warning' ? { kind: 'breach' as const, at: d.respond_by } : null;
-            if (!this.store.advanceDue(d.ticket_id, { kind: d.kind, at: d.due_at }, next)) continue; // cancelled by a reply meanwhile
-            const row = this.store.getTicketRow(d.ticket_id);
-            if (!row) continue;
-            const t = JSON.parse(row.body) as Ticket;
-            const event = kind === 'warning' ? 'deadline.warning' : 'deadline.breached';
-            this.store.addOutbox(ticketEvent(event, t, { ticketId: t.id, number: t.number, respondBy: t.deadline.respondBy, at: new Date(now).toISOString() }), now);
-            if (kind === 'breach') this.store.setBreached(t.id);
-            firedRows.push({ kind, due_at: kind === d.kind ? d.due_at : d.respond_by });
-          }
-          return firedRows;
-        });
+        // Claimed and written in one unit: each event fires once, also with several instances.
+        const fired = await this.store.fireDue(now, BATCH, (due, t) => this.decide(due, t, now));
         // Metrics after the commit: a unit may run twice when a neighbour in its batch fails.
-        for (const d of fired) {
-          this.metrics.deadlineEvents.inc({ kind: d.kind === 'warning' ? 'warning' : 'breached' });
-          this.metrics.deadlineLag.observe(Math.max(0, now - d.due_at) / 1000);
+        for (const { due, fired: f } of fired) {
+          this.metrics.deadlineEvents.inc({ kind: f.kind === 'warning' ? 'warning' : 'breached' });
+          // A warning that fired as the breach was due at respond_by.
+          this.metrics.deadlineLag.observe(Math.max(0, now - (f.kind === due.kind ? due.dueAt : due.respondBy)) / 1000);
         }
         if (fired.length > 0) this.logger.info({ fired: fired.length }, 'deadline events fired');
-        if (due.length < BATCH) break;
+        if (fired.length < BATCH) break;
       }
     } catch (err) {
       this.logger.error({ err: errorMessage(err) }, 'deadline scheduler failed; retrying in 1 s');
@@ -94,8 +85,8 @@ export class DeadlineScheduler {
     }
     this.running = false;
     if (this.stopped) return;
-    const next = this.store.nextDeadline();
-    if (next !== null) this.arm(next);
+    const next = await this.store.nextDeadline().catch(() => null);
+    this.arm(next ?? this.clock.now() + this.maxSleepMs);
   }
 
   stop(): void {

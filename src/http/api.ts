@@ -1,7 +1,7 @@
 import express from 'express';
 import { z } from 'zod';
 import type { IntakeService } from '../intake.js';
-import type { AttachmentStore } from '../store/attachments.js';
+import type { AttachmentFiles } from '../store/types.js';
 import type { Ticket } from '../ticket.js';
 import { GatewayError } from '../errors.js';
 import { forbidden, type ApiAccess, type ApiClient } from './auth.js';
@@ -28,7 +28,7 @@ export function mayRead(client: ApiClient, t: Ticket): boolean {
  * (`/api/v1/tickets/:id…`, `/api/v1/attachments/:sha256`), all behind an API key
  * and the per-key rate.
  */
-export function apiRouter(deps: { intake: IntakeService; attachments: AttachmentStore; access: ApiAccess; jsonLimit: number }): express.Router {
+export function apiRouter(deps: { intake: IntakeService; attachments: AttachmentFiles; access: ApiAccess; jsonLimit: number }): express.Router {
   const r = express.Router();
   const auth = deps.access.auth();
   // Ticket ids are computable (they derive from the dedupe key), so another client's ticket
@@ -45,12 +45,12 @@ export function apiRouter(deps: { intake: IntakeService; attachments: Attachment
 
   r.get('/tickets/:id/status', auth, async (req, res) => {
     const t = await ticketOr404(String(req.params.id), req.apiClient!);
-    res.json(deps.intake.ticketStatus(t.id));
+    res.json(await deps.intake.ticketStatus(t.id));
   });
 
   r.get('/tickets/:id/replies', auth, async (req, res) => {
     const t = await ticketOr404(String(req.params.id), req.apiClient!);
-    res.json(deps.intake.ticketStatus(t.id)!.replies);
+    res.json((await deps.intake.ticketStatus(t.id))!.replies);
   });
 
   const replier: express.RequestHandler = (req, _res, next) => {
@@ -77,7 +77,7 @@ export function apiRouter(deps: { intake: IntakeService; attachments: Attachment
   r.get('/attachments/:sha256', auth, async (req, res, next) => {
     const sha256 = String(req.params.sha256);
     const client = req.apiClient!;
-    let path: string;
+    let data: Buffer | null;
     try {
       if (client.role !== 'downstream') {
         const ticketId = typeof req.query.ticket === 'string' ? req.query.ticket : '';
@@ -86,13 +86,13 @@ export function apiRouter(deps: { intake: IntakeService; attachments: Attachment
           throw new GatewayError('NOT_FOUND', 'no such attachment');
         }
       }
-      path = deps.attachments.path(sha256);
+      data = await deps.attachments.read(sha256);
+      if (!data) throw new GatewayError('NOT_FOUND', 'no such attachment');
     } catch (err) {
       return next(err);
     }
-    res.sendFile(path, { headers: { 'Content-Type': 'application/octet-stream', 'X-Content-Type-Options': 'nosniff' } }, (err) => {
-      if (err && !res.headersSent) next(new GatewayError('NOT_FOUND', 'no such attachment'));
-    });
+    // Served as bytes, never as the type the citizen claimed: no upload can run as a page here.
+    res.set({ 'Content-Type': 'application/octet-stream', 'X-Content-Type-Options': 'nosniff' }).send(data);
   });
 
   return r;

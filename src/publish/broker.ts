@@ -1,7 +1,7 @@
 import amqp from 'amqplib';
 import type { ChannelModel, ConfirmChannel, Channel as AmqpChannel, ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
-import type { SqliteStore, OutboxMessage } from '../store/sqlite.js';
+import type { OutboxMessage, Store } from '../store/types.js';
 import type { Metrics } from '../metrics.js';
 import { EXCHANGE, QUEUES, declareTopology } from './topology.js';
 import { errorMessage } from '../errors.js';
@@ -36,7 +36,6 @@ export class Broker {
   private conn: ChannelModel | null = null;
   private pub: ConfirmChannel | null = null;
   private consumer: AmqpChannel | null = null;
-  private cursor = 0;
   private inflight = new Map<number, InFlight>();
   private retry: OutboxMessage[] = [];
   private returned = new Set<string>();
@@ -51,21 +50,27 @@ export class Broker {
   private retryTimer: NodeJS.Timeout | null = null;
   private lingerTimer: NodeJS.Timeout | null = null;
   private pumpScheduled = false;
+  private pumpAgain = false;
   private drainWaiters: (() => void)[] = [];
   private consumerTag: string | null = null;
   private repliesInFlight = new Set<Promise<void>>();
   /** Why the last connect failed (or the link dropped), as shown on /readyz; null while up. */
   lastError: string | null = null;
+  private readonly urls: string[];
+  /** The node to try first. */
+  private urlIndex = 0;
   connectedAt: number | null = null;
   /** When each failure reason was last logged, for rate-limiting (cleared on connect). */
   private failureLogged = new Map<string, { at: number; suppressed: number }>();
 
   constructor(
-    private readonly store: SqliteStore,
+    private readonly store: Store,
     private readonly opts: BrokerOptions,
     private readonly logger: Logger,
     private readonly metrics: Metrics,
-  ) {}
+  ) {
+    this.urls = opts.url.split(',').map((u) => u.trim()).filter(Boolean);
+  }
 
   get state(): 'up' | 'down' {
     return this.pub ? 'up' : 'down';
@@ -81,6 +86,10 @@ export class Broker {
 
   /** Publish what is ready, now (once per turn however often it is asked: a confirm frame acks many). */
   wake(): void {
+    if (this.pumping) {
+      this.pumpAgain = true;
+      return;
+    }
     if (this.pumpScheduled) return;
     this.pumpScheduled = true;
     setImmediate(() => {
@@ -105,15 +114,37 @@ export class Broker {
     }, this.opts.lingerMs);
   }
 
+  /**
+   * `AMQP_URL` may list the nodes of a RabbitMQ cluster. Each attempt starts at the
+   * node last used and goes round the list once; a link that was lost starts at the
+   * next node, since its own just went away (quorum queues live on every node, so
+   * the same messages are there).
+   */
   private async connect(): Promise<void> {
     if (this.stopped || this.connecting || this.conn) return;
     this.connecting = true;
+    try {
+      for (let k = 0; k < this.urls.length && !this.stopped && !this.conn; k++) {
+        const i = (this.urlIndex + k) % this.urls.length;
+        if (await this.connectTo(this.urls[i]!)) {
+          this.urlIndex = i;
+          return;
+        }
+      }
+      this.scheduleReconnect();
+    } finally {
+      this.connecting = false;
+    }
+  }
+
+  /** One node: true once the link is up (or the relay stopped meanwhile). */
+  private async connectTo(url: string): Promise<boolean> {
     let conn: ChannelModel | null = null;
     try {
-      conn = await amqp.connect(this.opts.url, { clientProperties: { connection_name: 'intake-gateway' }, timeout: 5000 });
+      conn = await amqp.connect(url, { clientProperties: { connection_name: 'intake-gateway' }, timeout: 5000 });
       conn.on('error', (err: Error) => {
         // The reason a live link is closed (CONNECTION_FORCED, a missed heartbeat) stays on /readyz until it returns.
-        this.lastError = connectFailure(err, this.opts.url).reason;
+        this.lastError = connectFailure(err, url).reason;
         this.logger.warn({ err: errorMessage(err) }, 'broker connection error');
       });
       conn.on('close', () => this.onClose(conn!));
@@ -144,7 +175,7 @@ export class Broker {
       await declareTopology(pub);
       if (this.stopped) {
         await conn.close().catch(() => {});
-        return;
+        return true;
       }
       this.conn = conn;
       this.pub = pub;
@@ -154,19 +185,18 @@ export class Broker {
       this.failureLogged.clear();
       this.connectedAt = Date.now();
       this.metrics.brokerUp.set(1);
-      this.logger.info({ url: redact(this.opts.url), failedAttempts }, 'broker connected');
+      this.logger.info({ url: redact(url), failedAttempts }, 'broker connected');
       if (this.opts.onReply) await this.startConsumer(conn);
-      this.cursor = 0;
-      this.store.resetRelay();
+      // Everything taken before and not confirmed is published again on the new link.
+      await this.store.releaseOutbox();
       this.wake();
+      return true;
     } catch (err) {
-      const failure = connectFailure(err, this.opts.url);
+      const failure = connectFailure(err, url);
       this.lastError = failure.reason;
-      this.logConnectFailure(failure);
+      this.logConnectFailure(failure, url);
       if (conn) await conn.close().catch(() => {});
-      this.scheduleReconnect();
-    } finally {
-      this.connecting = false;
+      return false;
     }
   }
 
@@ -176,7 +206,7 @@ export class Broker {
    * appears and then at most once per CONNECT_FAILURE_LOG_EVERY_MS, with the count of
    * attempts that failed the same way in between.
    */
-  private logConnectFailure(f: ConnectFailure): void {
+  private logConnectFailure(f: ConnectFailure, url: string): void {
     const now = Date.now();
     const seen = this.failureLogged.get(f.reason);
     if (seen && now - seen.at < CONNECT_FAILURE_LOG_EVERY_MS) {
@@ -186,7 +216,7 @@ export class Broker {
     // Reasons can carry addresses (one per DNS answer): keep the map small.
     if (!seen && this.failureLogged.size >= 32) this.failureLogged.clear();
     this.logger.warn(
-      { url: redact(this.opts.url), code: f.code, reason: f.reason, attempt: this.attempt + 1, sameSinceLastLog: seen?.suppressed ?? 0 },
+      { url: redact(url), code: f.code, reason: f.reason, attempt: this.attempt + 1, sameSinceLastLog: seen?.suppressed ?? 0 },
       'broker connect failed; journaling and retrying',
     );
     this.failureLogged.set(f.reason, { at: now, suppressed: 0 });
@@ -222,6 +252,7 @@ export class Broker {
   private onClose(conn: ChannelModel): void {
     if (this.conn !== conn) return;
     this.conn = null;
+    this.urlIndex = (this.urlIndex + 1) % this.urls.length;
     this.pub = null;
     this.consumer = null;
     this.consumerTag = null;
@@ -258,31 +289,46 @@ export class Broker {
       clearTimeout(this.lingerTimer);
       this.lingerTimer = null;
     }
-    try {
-      while (this.pub && !this.blocked && !this.stopped && this.inflight.size < this.opts.window) {
-        const room = this.opts.window - this.inflight.size;
-        const rows = this.retry.length ? this.retry.splice(0, room) : this.store.readOutbox(this.cursor, Math.min(room, 500));
-        if (rows.length === 0) break;
-        let full = false;
-        for (const row of rows) {
-          if (row.seq > this.cursor) this.cursor = row.seq;
-          if (this.inflight.has(row.seq)) continue;
-          if (!this.publishRow(row)) {
-            full = true;
-            break;
-          }
+    void this.pumpRows()
+      .catch((err: unknown) => {
+        this.logger.error({ err: errorMessage(err) }, 'outbox relay failed; retrying');
+        setTimeout(() => this.wake(), 1000).unref();
+      })
+      .finally(() => {
+        this.pumping = false;
+        this.metrics.outboxDepth.set(this.store.outboxDepth());
+        // Asked while this pump ran (a commit, a confirm): go again.
+        if (this.pumpAgain) {
+          this.pumpAgain = false;
+          this.wake();
         }
-        if (full) {
-          this.drainWaiters.push(() => this.wake());
+      });
+  }
+
+  private async pumpRows(): Promise<void> {
+    while (this.pub && !this.blocked && !this.stopped && this.inflight.size < this.opts.window) {
+      const room = this.opts.window - this.inflight.size;
+      const rows = this.retry.length ? this.retry.splice(0, room) : await this.store.takeOutbox(Math.min(room, 500));
+      if (rows.length === 0) break;
+      if (!this.pub) {
+        // The link went while the rows were read: they are taken again after reconnecting.
+        break;
+      }
+      let full = false;
+      for (let i = 0; i < rows.length; i++) {
+        const row = rows[i]!;
+        if (this.inflight.has(row.seq)) continue;
+        if (!this.publishRow(row)) {
+          // Socket buffer full: what was read and not written waits with the retries.
+          this.retry.push(...rows.slice(i + 1));
+          full = true;
           break;
         }
       }
-    } catch (err) {
-      this.logger.error({ err: errorMessage(err) }, 'outbox relay failed; retrying');
-      setTimeout(() => this.wake(), 1000).unref();
-    } finally {
-      this.pumping = false;
-      this.metrics.outboxDepth.set(this.store.outboxDepth());
+      if (full) {
+        this.drainWaiters.push(() => this.wake());
+        break;
+      }
     }
   }
 
@@ -348,7 +394,7 @@ export class Broker {
     this.confirmedSeqs = [];
     if (seqs.length === 0 || this.store.isClosed) return;
     // With the next group commit: no transaction (and no fsync) of its own.
-    this.store.run(() => this.store.deleteOutbox(seqs)).catch((err: unknown) => {
+    this.store.confirmOutbox(seqs).catch((err: unknown) => {
       // Not fatal: the rows are published again later (at-least-once).
       this.logger.warn({ err: errorMessage(err) }, 'could not clear confirmed outbox rows');
     });
@@ -359,7 +405,7 @@ export class Broker {
   /** Resolves when nothing is waiting for a confirm (or after `ms`). */
   async drain(ms: number): Promise<void> {
     const deadline = Date.now() + ms;
-    while (Date.now() < deadline && this.pub && (this.inflight.size > 0 || this.store.hasOutboxAfter(this.cursor) || this.retry.length > 0)) {
+    while (Date.now() < deadline && this.pub && (this.inflight.size > 0 || this.retry.length > 0 || (await this.store.hasUntaken()))) {
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, 50);
         this.idleWaiters.push(() => {

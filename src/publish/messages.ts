@@ -1,5 +1,5 @@
 import { stableId, type Channel, type Ticket } from '../ticket.js';
-import type { OutboxInsert } from '../store/sqlite.js';
+import type { OutboxInsert } from '../store/types.js';
 import type { DeadlineEvent, IntakeRejected, MessageHeaders, RejectedHeaders, ReplyFailed, TicketAcknowledged, TicketFollowup, TicketResponded } from './schemas.js';
 
 /**

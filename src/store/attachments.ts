@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
-import { mkdir, open, rename, stat } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Attachment } from '../ticket.js';
 import type { InboundAttachment } from '../channels/types.js';
+import type { AttachmentFiles } from './types.js';
 import { GatewayError } from '../errors.js';
 
 /**
@@ -10,7 +11,7 @@ import { GatewayError } from '../errors.js';
  * written and fsynced before the ticket that lists them commits, so a ticket never
  * points at a file that a crash lost. The same photo sent twice is stored once.
  */
-export class AttachmentStore {
+export class AttachmentStore implements AttachmentFiles {
   private readonly dir: string;
 
   constructor(dataDir: string, private readonly maxBytes: number) {
@@ -20,6 +21,11 @@ export class AttachmentStore {
   path(sha256: string): string {
     if (!/^[0-9a-f]{64}$/.test(sha256)) throw new GatewayError('NOT_FOUND', 'no such attachment');
     return join(this.dir, sha256.slice(0, 2), sha256);
+  }
+
+  async read(sha256: string): Promise<Buffer | null> {
+    if (!/^[0-9a-f]{64}$/.test(sha256)) return null;
+    return readFile(this.path(sha256)).catch(() => null);
   }
 
   async save(att: InboundAttachment): Promise<Attachment> {

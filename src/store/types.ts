@@ -1,5 +1,5 @@
-import type { Channel, Ticket } from '../ticket.js';
-import type { StoredPart } from '../channels/types.js';
+import type { Attachment, Channel, Ticket } from '../ticket.js';
+import type { InboundAttachment, StoredPart } from '../channels/types.js';
 
 /**
  * The store, as the rest of the gateway sees it. Every method that writes is one
@@ -212,6 +212,8 @@ export interface Store {
   // ---- tickets ----------------------------------------------------------
   getTicket(id: string): Promise<TicketRecord | null>;
   getTicketByNumber(number: string): Promise<TicketRecord | null>;
+  /** Tickets received at or after `since`, oldest first, at most `limit` (operations: replay, look-ups). */
+  listTickets(q: { since: number; channel?: Channel; limit: number }): Promise<TicketRecord[]>;
   /**
    * Reads the ticket and applies `change(record, now)` to it in one unit (the
    * row is locked where the backend can). Null when there is no such ticket;
@@ -237,8 +239,8 @@ export interface Store {
   outboundFailed(id: string, error: string, writes: UnitWrites): Promise<void>;
   /** A delivery report for something sent; false when nothing matched. */
   outboundDelivery(channel: Channel, upstreamId: string, status: string): Promise<boolean>;
-  /** Every outgoing row of a ticket, oldest first, at most `limit` (the newest ones). */
-  outboundOfTicket(ticketId: string, limit: number): Promise<OutboundRecord[]>;
+  /** A ticket's outgoing rows (of one kind, if given), oldest first, at most `limit` (the newest ones). */
+  outboundOfTicket(ticketId: string, limit: number, kind?: OutboundKind): Promise<OutboundRecord[]>;
   /** The earliest time a pending row is due after `after` (or at all). */
   nextOutboundAfter(after: number): Promise<number | null>;
 
@@ -298,4 +300,16 @@ export interface Store {
   readonly isClosed: boolean;
   /** Waits for queued units, then closes. Idempotent. */
   close(): Promise<void>;
+}
+
+/**
+ * Attachment files, content-addressed by SHA-256. Every instance must be able to
+ * serve every file: on disk in DATA_DIR for the embedded store, in the database
+ * for a shared one. A file is durable before `save` resolves, so a ticket never
+ * names a file a crash lost.
+ */
+export interface AttachmentFiles {
+  save(att: InboundAttachment): Promise<Attachment>;
+  /** The file's bytes, or null when there is none with that hash. */
+  read(sha256: string): Promise<Buffer | null>;
 }

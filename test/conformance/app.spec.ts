@@ -3,8 +3,8 @@ import { startTestGateway } from '../support/gateway.js';
 
 runConformance({
   channel: 'app',
-  async setup() {
-    const tg = await startTestGateway();
+  async setup(store) {
+    const tg = await startTestGateway({}, { storeKind: store });
     return { tg, ctx: tg };
   },
   async send(tg, marker) {

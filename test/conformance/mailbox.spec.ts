@@ -24,10 +24,10 @@ async function deliver(ctx: Ctx, raw: Buffer): Promise<{ acked: boolean }> {
 
 runConformance<Ctx>({
   channel: 'mailbox',
-  async setup() {
+  async setup(store) {
     const dovecot = await startDovecot();
     const sink = await startSmtpSink();
-    const tg = await startTestGateway({ IMAP_URL: dovecot.url, SMTP_URL: sink.url, MAILBOX_ADDRESS, IMAP_RECONNECT_MAX: '1s' });
+    const tg = await startTestGateway({ IMAP_URL: dovecot.url, SMTP_URL: sink.url, MAILBOX_ADDRESS, IMAP_RECONNECT_MAX: '1s' }, { storeKind: store });
     return { tg, ctx: { dovecot, sink, sent: new Map() } };
   },
   async send(ctx, marker) {

@@ -5,9 +5,9 @@ import { TestSmsc } from '../support/smsc.js';
 // The SMS channel over a real SMPP session: "acked" is deliver_sm_resp ESME_ROK.
 runConformance<TestSmsc>({
   channel: 'sms',
-  async setup() {
+  async setup(store) {
     const smsc = await TestSmsc.start();
-    const tg = await startTestGateway({ SMPP_URL: smsc.url, SMS_RECONNECT_MIN: '100ms', SMS_RECONNECT_MAX: '1s' });
+    const tg = await startTestGateway({ SMPP_URL: smsc.url, SMS_RECONNECT_MIN: '100ms', SMS_RECONNECT_MAX: '1s' }, { storeKind: store });
     await smsc.waitForBind();
     return { tg, ctx: smsc };
   },

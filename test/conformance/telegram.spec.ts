@@ -14,9 +14,9 @@ interface Ctx {
 // Webhook mode: "acked" is the 200 answer; Telegram redelivers the same update_id after anything else.
 runConformance<Ctx>({
   channel: 'telegram',
-  async setup() {
+  async setup(store) {
     const fake = await startFakeTelegram({ token: TOKEN });
-    const tg = await startTestGateway({ TELEGRAM_BOT_TOKEN: TOKEN, TELEGRAM_WEBHOOK_SECRET: SECRET, TELEGRAM_API_URL: fake.url });
+    const tg = await startTestGateway({ TELEGRAM_BOT_TOKEN: TOKEN, TELEGRAM_WEBHOOK_SECRET: SECRET, TELEGRAM_API_URL: fake.url }, { storeKind: store });
     return { tg, ctx: { fake, baseUrl: () => tg.baseUrl, updateFor: new Map() } };
   },
   async send(ctx, marker) {
@@ -39,9 +39,9 @@ runConformance<Ctx>({
 // which confirms (and drops) the update on Telegram's side.
 runConformance<Ctx>({
   channel: 'telegram',
-  async setup() {
+  async setup(store) {
     const fake = await startFakeTelegram({ token: TOKEN, maxPollSeconds: 1 });
-    const tg = await startTestGateway({ TELEGRAM_BOT_TOKEN: TOKEN, TELEGRAM_API_URL: fake.url, TELEGRAM_POLL_TIMEOUT: '1s' });
+    const tg = await startTestGateway({ TELEGRAM_BOT_TOKEN: TOKEN, TELEGRAM_API_URL: fake.url, TELEGRAM_POLL_TIMEOUT: '1s' }, { storeKind: store });
     return { tg, ctx: { fake, baseUrl: () => tg.baseUrl, updateFor: new Map() } };
   },
   async send(ctx, marker) {

@@ -14,7 +14,7 @@ interface Ctx {
 
 runConformance<Ctx>({
   channel: 'wechat',
-  async setup() {
+  async setup(store) {
     const fake = await startFakeWechat({ appId: account.appId, appSecret: 'secret' });
     const tg = await startTestGateway({
       WECHAT_TOKEN: account.token,
@@ -22,7 +22,7 @@ runConformance<Ctx>({
       WECHAT_APP_SECRET: 'secret',
       WECHAT_ENCODING_AES_KEY: account.aesKey,
       WECHAT_API_URL: fake.url,
-    });
+    }, { storeKind: store });
     return { tg, ctx: { fake, baseUrl: () => tg.baseUrl, xmlFor: new Map() } };
   },
   async send(ctx, marker) {

@@ -15,9 +15,9 @@ let uid = 9_007_199_254_800_001n;
 
 runConformance<Ctx>({
   channel: 'weibo',
-  async setup() {
+  async setup(store) {
     const fake = await startFakeWeibo({ accessToken: 'tok' });
-    const tg = await startTestGateway({ WEIBO_APP_SECRET: SECRET, WEIBO_ACCESS_TOKEN: 'tok', WEIBO_API_URL: fake.url });
+    const tg = await startTestGateway({ WEIBO_APP_SECRET: SECRET, WEIBO_ACCESS_TOKEN: 'tok', WEIBO_API_URL: fake.url }, { storeKind: store });
     return { tg, ctx: { fake, baseUrl: () => tg.baseUrl, bodyFor: new Map() } };
   },
   async send(ctx, marker) {

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { connect } from 'node:net';
 import { gzipSync } from 'node:zlib';
-import { startTestGateway, TEST_API_KEY, waitUntil, type TestGateway } from '../support/gateway.js';
+import { startTestGateway, TEST_API_KEY, waitUntil, type TestGateway, sqliteDb } from '../support/gateway.js';
 import { publishJson } from '../support/rabbit.js';
 import { TicketV1 } from '../../src/ticket.js';
 
@@ -213,7 +213,7 @@ describe('app API → RabbitMQ (real broker, real sockets)', function () {
 
   describe('store unusable', () => {
     it('refuses with 503 (nothing acknowledged), /readyz says why, and recovers', async () => {
-      const db = tg.gateway.store.db;
+      const db = sqliteDb(tg.gateway);
       db.pragma('query_only = ON');
       try {
         const r = await post({ clientMessageId: 'ro-1', content: '路灯坏了' });
@@ -544,7 +544,7 @@ describe('app API: the fast path answers exactly as the Express route does', fun
   });
 
   it('store unusable: 503 with Retry-After: 1 on both paths', async () => {
-    const db = tg.gateway.store.db;
+    const db = sqliteDb(tg.gateway);
     db.pragma('query_only = ON');
     try {
       const r = await both({ 'content-type': JSON_TYPE, authorization: auth }, ticket('fp-ro'));

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { GatewayError } from '../../src/errors.js';
 import { CHANNELS, Location, TicketV1 } from '../../src/ticket.js';
 import type { Inbound } from '../../src/channels/types.js';
+import { cleanInbound } from '../../src/normalize/inbound.js';
 
 /**
  * Shared checks for the fuzz specs: a parser either returns something valid or
@@ -112,7 +113,8 @@ export const InboundShape = z.object({
   subject: z.string().nullable(),
   content: z.string(),
   attachments: z.array(z.object({ fileName: z.string().min(1), mimeType: z.string().min(1), data: z.instanceof(Buffer) })),
-  location: Location.nullable(),
+  // The address is the channel's text as sent: the intake's cleanup makes it ticket text.
+  location: Location.extend({ address: z.string().nullable() }).nullable(),
   incomplete: z.boolean(),
   source: z.record(z.string(), z.unknown()),
   raw: z.union([z.string(), z.instanceof(Buffer)]),
@@ -132,6 +134,59 @@ export function expectValidInbound(inbound: Inbound, what: string): void {
   if (inbound.subject !== null) expectWellFormed(inbound.subject, `${what} subject`);
   for (const [k, v] of Object.entries(inbound.citizen)) if (typeof v === 'string') expectWellFormed(v, `${what} citizen.${k}`);
   expectSentAt(inbound.sentAt, what);
+  expectTicketText(timed('cleanInbound', () => cleanInbound(inbound)), `${what} after the intake's cleanup`);
+}
+
+/** Code points no ticket text may hold (contract section 5, "Text"), written out apart from the product's own patterns. */
+function forbiddenAt(s: string, oneLine: boolean): number {
+  let i = 0;
+  for (const ch of s) {
+    const c = ch.codePointAt(0)!;
+    const lone = ch.length === 1 && c >= 0xd800 && c <= 0xdfff;
+    const control = (c < 0x20 && c !== 0x09 && c !== 0x0a) || (c >= 0x7f && c <= 0x9f);
+    const bidi = (c >= 0x202a && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069);
+    const lineBreak = oneLine && (c === 0x09 || c === 0x0a || c === 0x2028 || c === 0x2029);
+    if (lone || control || bidi || lineBreak) return i;
+    i++;
+  }
+  return -1;
+}
+
+export function expectSafeText(s: string, what: string, oneLine = false): void {
+  const i = forbiddenAt(s, oneLine);
+  if (i >= 0) {
+    const c = [...s][i]!.codePointAt(0)!.toString(16).padStart(4, '0');
+    throw new Error(`${what} holds U+${c} at code point ${i}${oneLine ? ' (must be one line)' : ''}: ${JSON.stringify(s.slice(0, 200))}`);
+  }
+}
+
+function expectSafeDeep(v: unknown, what: string): void {
+  if (typeof v === 'string') expectSafeText(v, what);
+  else if (Array.isArray(v)) v.forEach((x, i) => expectSafeDeep(x, `${what}[${i}]`));
+  else if (v !== null && typeof v === 'object' && !Buffer.isBuffer(v) && !(v instanceof Date)) {
+    for (const [k, x] of Object.entries(v)) {
+      expectSafeText(k, `${what} key`);
+      expectSafeDeep(x, `${what}.${k}`);
+    }
+  }
+}
+
+/** Every text field that becomes ticket text obeys the contract: subject, name and file names on one line. */
+export function expectTicketText(msg: Inbound, what: string): void {
+  expectSafeText(msg.content, `${what} content`);
+  if (msg.subject !== null) expectSafeText(msg.subject, `${what} subject`, true);
+  const c = msg.citizen;
+  expectSafeText(c.channelUserId, `${what} citizen.channelUserId`);
+  if (c.phone !== null) expectSafeText(c.phone, `${what} citizen.phone`);
+  if (c.email !== null) expectSafeText(c.email, `${what} citizen.email`);
+  if (c.name !== null) expectSafeText(c.name, `${what} citizen.name`, true);
+  msg.channelMessageIds.forEach((id, i) => expectSafeText(id, `${what} channelMessageIds[${i}]`));
+  for (const a of msg.attachments) {
+    expectSafeText(a.fileName, `${what} attachment fileName`, true);
+    expectSafeText(a.mimeType, `${what} attachment mimeType`);
+  }
+  if (msg.location?.address != null) expectSafeText(msg.location.address, `${what} location.address`);
+  expectSafeDeep(msg.source, `${what} source`);
 }
 
 export function expectSentAt(sentAt: Date | null, what: string): void {

@@ -200,7 +200,7 @@ describe('security: who may do what (contract section 5)', function () {
       const seen = (JSON.parse(list.text) as { service_request_id: string }[]).map((r) => r.service_request_id);
       expect(seen).to.include(alphaOwn.number).and.not.include(betaNumber);
       // Of today's numbers, exactly alpha's own come back (other tests here create tickets of every owner).
-      const owners = numbers.map((n) => tg.gateway.intake.getTicketByNumber(n)).filter((t) => t !== null);
+      const owners = (await Promise.all(numbers.map((n) => tg.gateway.intake.getTicketByNumber(n)))).filter((t) => t !== null);
       expect(owners.map((t) => t.source.client)).to.include.members(['alpha', 'beta']);
       expect(seen).to.have.members(owners.filter((t) => t.channel === 'app' && t.source.client === 'alpha').map((t) => t.number));
 

@@ -4,7 +4,7 @@ import { createLogger } from '../../src/log.js';
 import { loadConfig } from '../../src/config.js';
 import { WechatCrypto, wechatSignature } from '../../src/channels/wechat/crypto.js';
 import { weiboSignature } from '../../src/channels/weibo/parse.js';
-import { startTestGateway, type TestGateway } from '../support/gateway.js';
+import { startTestGateway, type TestGateway, sqliteDb } from '../support/gateway.js';
 import { nextMsgId, pushToWechat, randomNonce, wechatXml, type WechatAccount } from '../support/fake-wechat.js';
 import { weiboPushBody } from '../support/fake-weibo.js';
 import { makeUpdate, postWebhook, startFakeTelegram, type FakeTelegram } from '../support/fake-telegram.js';
@@ -170,11 +170,11 @@ describe('security: platform webhooks', function () {
       const timestamp = seconds(Date.now());
       const nonce = randomNonce();
       const { msgId, xml } = textXml('oRetry', '存储故障时的推送');
-      gw.gateway.store.db.pragma('query_only = ON');
+      sqliteDb(gw.gateway).pragma('query_only = ON');
       try {
         expect((await pushToWechat(gw.baseUrl, plain, xml, { timestamp, nonce })).status).to.equal(503);
       } finally {
-        gw.gateway.store.db.pragma('query_only = OFF');
+        sqliteDb(gw.gateway).pragma('query_only = OFF');
       }
       expect((await pushToWechat(gw.baseUrl, plain, xml, { timestamp, nonce })).status).to.equal(200);
       await gw.created.waitFor((x) => x.body.id === ticketIdFor('wechat', msgId));

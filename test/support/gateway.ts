@@ -4,11 +4,16 @@ import { join } from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { loadConfig, projectRoot, type ConfigInput } from '../../src/config.js';
-import { Gateway, type GatewayOptions } from '../../src/gateway.js';
+import { Gateway, openGateway, type GatewayOptions } from '../../src/gateway.js';
+import { createTestDatabase, type TestDatabase } from './pg-database.js';
 import { Collector, createVhost, portOpen, type Vhost } from './rabbit.js';
 import { QUEUES } from '../../src/publish/topology.js';
+import { SqliteStore } from '../../src/store/sqlite/index.js';
 
 /** The intake client `test` (APP_API_KEYS): creates tickets, reads only its own. */
+/** Which store a test gateway runs on. */
+export type StoreChoice = 'sqlite' | 'postgres';
+
 export const TEST_API_KEY = 'test-key-0123456789';
 /** The downstream system `ops` (DOWNSTREAM_API_KEYS): reads any ticket, posts replies. */
 export const TEST_DOWNSTREAM_KEY = 'ops-key-9876543210';
@@ -57,6 +62,8 @@ export interface TestGatewayOptions extends GatewayOptions {
   dataDir?: string;
   /** Do not open collectors (e.g. the broker is deliberately unreachable). */
   noCollectors?: boolean;
+  /** `postgres`: a database of its own on the test server (DATABASE_URL), dropped at stop. */
+  storeKind?: StoreChoice;
 }
 
 function baseOverrides(amqpUrl: string, dataDir: string): ConfigInput {
@@ -81,9 +88,11 @@ export async function startTestGateway(overrides: ConfigInput = {}, opts: TestGa
   const vhost = opts.vhost ?? (await createVhost());
   const ownsDir = !opts.dataDir;
   const dataDir = opts.dataDir ?? tempDir();
+  const database: TestDatabase | null = opts.storeKind === 'postgres' ? await createTestDatabase('gw') : null;
   let current = overrides;
-  const make = (o: ConfigInput) => new Gateway(loadConfig({}, { ...baseOverrides(vhost.url, dataDir), ...o }), opts);
-  let gateway = make(current);
+  const make = (o: ConfigInput) =>
+    openGateway(loadConfig({}, { ...baseOverrides(vhost.url, dataDir), ...(database ? { DATABASE_URL: database.url } : {}), ...o }), opts);
+  let gateway = await make(current);
   await gateway.start();
   const url = () => `http://127.0.0.1:${gateway.port}`;
 
@@ -109,7 +118,7 @@ export async function startTestGateway(overrides: ConfigInput = {}, opts: TestGa
     async restart(more: ConfigInput = {}) {
       await gateway.stop();
       current = { ...current, ...more };
-      gateway = make(current);
+      gateway = await make(current);
       await gateway.start();
     },
     async stop() {
@@ -118,6 +127,7 @@ export async function startTestGateway(overrides: ConfigInput = {}, opts: TestGa
       await gateway.stop().catch(() => {});
       for (const c of collectors ?? []) await c.close();
       if (!opts.vhost) await vhost.drop();
+      await database?.drop().catch(() => {});
       if (ownsDir) rmSync(dataDir, { recursive: true, force: true });
     },
     post(path, body, headers = {}) {
@@ -197,4 +207,10 @@ export async function spawnGateway(env: Record<string, string>, opts: { compiled
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     },
   };
+}
+
+/** The SQLite file under a gateway, for faults only (a read-only store): tests read data through the Store interface. */
+export function sqliteDb(g: Gateway) {
+  if (!(g.store instanceof SqliteStore)) throw new Error('this test needs the SQLite store');
+  return g.store.journal.db;
 }

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { join } from 'node:path';
-import { cleanText, htmlToText, truncate } from '../../src/normalize/text.js';
+import { cleanId, cleanLine, cleanText, htmlToText, truncate } from '../../src/normalize/text.js';
 import { detectLanguage } from '../../src/normalize/language.js';
 import { similarity, SAME_MATTER } from '../../src/normalize/similarity.js';
 import { classify, loadRules } from '../../src/normalize/rules.js';
@@ -14,6 +14,13 @@ describe('normalize', () => {
   it('cleans text to NFC without controls and with folded blanks', () => {
     expect(cleanText('  e\u0301te\u0301\u200b \t  ok\r\n\r\n\r\n\r\nend\u0007 ')).to.equal('été ok\n\nend');
     expect(cleanText('全角\u3000空格')).to.equal('全角 空格');
+  });
+
+  it('drops bidi overrides and isolates and C1 controls; subjects and names become one line; ids keep their length', () => {
+    expect(cleanText('a\u202eb\u2066c\u2069d\u0085e\u009bf')).to.equal('abcd\nef');
+    expect(cleanLine('Hello\nBcc: x@evil.example\r\n\tsecond\u2028line')).to.equal('Hello Bcc: x@evil.example second line');
+    expect(cleanId('u\u202e1\ud800\n')).to.equal('u\ufffd1\ufffd\ufffd');
+    expect(cleanId('o6_bmjrPTlm6_2sgVt7hMZOPfL2M')).to.equal('o6_bmjrPTlm6_2sgVt7hMZOPfL2M');
   });
 
   it('turns HTML into text without scripts or images', () => {

@@ -175,23 +175,28 @@ export function registerOpen311(ctx: AdapterContext, stopped: () => boolean): vo
     res.status(201).json([{ service_request_id: result.ticket.number, service_notice: result.receipt, account_id: null }]);
   });
 
-  const view = (t: Ticket) => requestView(t, { responded: intake.ticketStatus(t.id)?.state === 'responded' });
+  const view = async (t: Ticket) => requestView(t, { responded: (await intake.ticketStatus(t.id))?.state === 'responded' });
 
-  r.get('/requests.json', (req, res) => {
+  r.get('/requests.json', async (req, res) => {
     const c = caller(req, res, 'get_service_requests');
     if (!c) return;
     const ids = typeof req.query.service_request_id === 'string' ? req.query.service_request_id.split(',').map((s) => s.trim()).filter(Boolean).slice(0, 1000) : [];
     if (ids.length === 0) return errors(res, 400, 'service_request_id is required (listing by date is not offered)');
-    res.json(ids.map((n) => intake.getTicketByNumber(n)).filter((t) => visible(c, t)).map(view));
+    const found: Ticket[] = [];
+    for (const n of ids) {
+      const t = await intake.getTicketByNumber(n);
+      if (t && visible(c, t)) found.push(t);
+    }
+    res.json(await Promise.all(found.map(view)));
   });
 
-  r.get('/requests/:id.json', (req, res) => {
+  r.get('/requests/:id.json', async (req, res) => {
     const c = caller(req, res, 'get_service_request');
     if (!c) return;
-    const t = intake.getTicketByNumber(String(req.params.id));
+    const t = await intake.getTicketByNumber(String(req.params.id));
     // Another client's request answers exactly as one that does not exist.
     if (!visible(c, t)) return errors(res, 404, 'service_request_id not found');
-    res.json([view(t)]);
+    res.json([await view(t)]);
   });
 
   ctx.http.use('/open311/v2', r);

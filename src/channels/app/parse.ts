@@ -1,11 +1,14 @@
 import { z } from 'zod';
 import type { Inbound } from '../types.js';
 import { normalizePhone } from '../../normalize/phone.js';
-import { wellFormed } from '../../normalize/text.js';
+import { isOneLine, wellFormed } from '../../normalize/text.js';
 
 /** Body of `POST /api/v1/tickets` (contract section 4, "Mobile app"). */
 export const AppTicketRequest = z.object({
-  clientMessageId: z.string().trim().min(1).max(200),
+  // The idempotency key is refused (400), not cleaned, when it holds a lone surrogate, a control or a
+  // bidi override: cleaning maps many keys to one (`a\ud800` and `a\udbff` both to `a\ufffd`), so a
+  // client's second message would be taken for a retry of the first and silently dropped.
+  clientMessageId: z.string().trim().min(1).max(200).refine(isOneLine, 'expected one line of well-formed text without control or bidirectional formatting characters'),
   citizen: z
     .object({
       id: z.string().max(200).optional(),

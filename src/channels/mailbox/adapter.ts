@@ -57,6 +57,7 @@ export class MailboxAdapter implements ChannelAdapter {
         ownAddress: this.config.MAILBOX_ADDRESS ?? null,
         pollIntervalMs: this.config.IMAP_POLL_INTERVAL,
         reconnectMaxMs: this.config.IMAP_RECONNECT_MAX,
+        lease: ctx.lease('mailbox:imap'),
       });
       // Runs in the background: the gateway starts even while the IMAP server is away.
       this.imap.start();

@@ -1,6 +1,6 @@
 import { ImapFlow, type FetchMessageObject } from 'imapflow';
 import type { Logger } from 'pino';
-import type { Intake } from '../types.js';
+import type { ChannelLease, Intake } from '../types.js';
 import { GatewayError, errorMessage, isTransient } from '../../errors.js';
 import { parseMail, type MailParseResult } from './parse.js';
 
@@ -37,6 +37,8 @@ export interface ImapIntakeOptions {
   ownAddress: string | null;
   pollIntervalMs: number;
   reconnectMaxMs: number;
+  /** Only the instance holding it reads the mailbox (several gateways share one store). */
+  lease: ChannelLease;
 }
 
 interface ImapTarget {
@@ -83,12 +85,18 @@ export class ImapIntake {
   }
 
   start(): void {
+    // Another instance took the mailbox over (this one could not renew in time): end the session.
+    this.opts.lease.onLost(() => {
+      this.client?.close();
+      this.wake();
+    });
     this.loop ??= this.run();
   }
 
   status(): Record<string, unknown> {
     return {
       state: this.state,
+      lease: this.opts.lease.held ? 'held' : 'waiting',
       mailbox: this.target.mailbox,
       paused: this.paused,
       uidValidity: this.uidValidity,
@@ -109,6 +117,8 @@ export class ImapIntake {
     }
     c?.close();
     await this.loop?.catch(() => undefined);
+    // Handed back at once, so another instance reads on without waiting for the lease to lapse.
+    await this.opts.lease.release();
     this.state = 'stopped';
   }
 
@@ -141,6 +151,10 @@ export class ImapIntake {
   private async run(): Promise<void> {
     let attempt = 0;
     while (!this.stopping) {
+      if (!this.opts.lease.held) {
+        this.state = 'disconnected';
+        if (!(await this.opts.lease.acquire(() => this.stopping))) break;
+      }
       let connected = false;
       try {
         connected = await this.session();
@@ -226,7 +240,7 @@ export class ImapIntake {
       await state.set(`uidvalidity:${mailbox}`, this.uidValidity);
     }
 
-    while (!this.stopping && !closed && client.usable) {
+    while (!this.stopping && !closed && client.usable && this.opts.lease.held) {
       const more = await this.drain(client, mailbox);
       if (this.stopping || closed) break;
       // A full batch or a paused intake comes back soon; otherwise IDLE (or the poll) wakes us.

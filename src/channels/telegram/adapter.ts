@@ -177,10 +177,17 @@ class TelegramAdapter implements ChannelAdapter {
     let backoff = 1000;
     const timeout = Math.max(1, Math.round(this.config.TELEGRAM_POLL_TIMEOUT / 1000));
     let webhookCleared = false;
+    // One instance polls at a time: two getUpdates callers would each confirm the other's updates away.
+    const lease = ctx.lease('telegram:polling');
+    lease.onLost(() => this.pollAbort?.abort());
     while (!this.stopping) {
+      if (!lease.held && !(await lease.acquire(() => this.stopping))) break;
       const abort = new AbortController();
       this.pollAbort = abort;
       try {
+        // The offset may have moved on while another instance polled.
+        const latest = Number(await state.get(OFFSET_KEY).catch(() => null));
+        if (Number.isSafeInteger(latest) && latest > (offset ?? 0)) offset = latest;
         if (!webhookCleared) {
           // getUpdates is refused (409) while a webhook is registered.
           await this.api.deleteWebhook({ drop_pending_updates: false }, abort.signal);
@@ -201,6 +208,7 @@ class TelegramAdapter implements ChannelAdapter {
         }
       } catch (err) {
         if (this.stopping) break;
+        if (!lease.held) continue;
         this.notePollError(err);
         await sleep(backoff, abort.signal);
         backoff = Math.min(backoff * 2, 30_000);
@@ -297,6 +305,7 @@ class TelegramAdapter implements ChannelAdapter {
       this.pollAbort?.abort();
       const grace = new Promise<void>((r) => setTimeout(r, this.config.SHUTDOWN_GRACE).unref());
       await Promise.race([Promise.allSettled([...this.inflight, this.pollLoop ?? Promise.resolve()]), grace]);
+      if (this.mode === 'polling' && this.ctx) await this.ctx.lease('telegram:polling').release();
     })();
     return this.stopped;
   }

@@ -72,12 +72,11 @@ describe('sms outgoing (submit_sm)', function () {
     const msg = await rig.smsc.waitForMessage((m) => m.destination === sender);
     const before = rig.gw.created.messages.length;
     expect(await rig.smsc.deliverReceipt(msg.messageIds[0]!, 'DELIVRD', { source: sender })).to.equal(0);
-    const row = () =>
-      rig.gw.gateway.store.db.prepare(`SELECT delivery FROM outbound WHERE ticket_id = ? AND kind = 'receipt'`).get(ticket.id) as { delivery: string | null };
-    expect(row().delivery).to.equal('DELIVRD');
+    const row = async () => (await rig.gw.gateway.store.outboundOfTicket(ticket.id, 10)).find((o) => o.kind === 'receipt')!;
+    expect((await row()).delivery).to.equal('DELIVRD');
     // TLV form, with the id in decimal where submit_sm_resp gave hex.
     expect(await rig.smsc.deliverReceipt(BigInt(`0x${msg.messageIds[0]}`).toString(10), 'UNDELIV', { tlv: true, source: sender })).to.equal(0);
-    expect(row().delivery).to.equal('UNDELIV');
+    expect((await row()).delivery).to.equal('UNDELIV');
     expect(await rig.gw.created.settle((m) => m.body.channel === 'sms', 500)).to.have.length(before);
   });
 

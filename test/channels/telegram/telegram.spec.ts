@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { ticketIdFor } from '../../../src/ticket.js';
-import { startTestGateway, waitUntil, type TestGateway } from '../../support/gateway.js';
+import { startTestGateway, waitUntil, type TestGateway, sqliteDb } from '../../support/gateway.js';
 import { publishJson } from '../../support/rabbit.js';
 import { makeUpdate, postWebhook, startFakeTelegram, type FakeTelegram } from '../../support/fake-telegram.js';
 
@@ -135,11 +135,11 @@ describe('telegram channel, webhook mode (end to end)', function () {
   });
   it('store unusable → 503 so Telegram redelivers; the redelivery makes the ticket', async () => {
     const u = makeUpdate({ text: '存储故障' });
-    tg.gateway.store.db.pragma('query_only = ON');
+    sqliteDb(tg.gateway).pragma('query_only = ON');
     try {
       expect((await postWebhook(tg.baseUrl, SECRET, u)).status).to.equal(503);
     } finally {
-      tg.gateway.store.db.pragma('query_only = OFF');
+      sqliteDb(tg.gateway).pragma('query_only = OFF');
     }
     expect((await postWebhook(tg.baseUrl, SECRET, u)).status).to.equal(200);
     await createdFor(u.update_id as number);
@@ -178,7 +178,7 @@ describe('telegram channel, polling mode (end to end)', function () {
   it('does not confirm an update while the store is unusable, and makes the ticket once it recovers', async () => {
     const u = makeUpdate({ text: '轮询时存储故障' });
     const id = u.update_id as number;
-    tg.gateway.store.db.pragma('query_only = ON');
+    sqliteDb(tg.gateway).pragma('query_only = ON');
     try {
       fake.pushUpdate(u);
       // Let the poller fetch it and fail at least once.
@@ -188,7 +188,7 @@ describe('telegram channel, polling mode (end to end)', function () {
       expect(fake.offsets.some((o) => o !== null && o > id)).to.equal(false);
       expect(fake.pending().map((x) => x.update_id)).to.include(id);
     } finally {
-      tg.gateway.store.db.pragma('query_only = OFF');
+      sqliteDb(tg.gateway).pragma('query_only = OFF');
     }
     await tg.created.waitFor((x) => x.body.id === ticketIdFor('telegram', String(id)), 1, 20_000);
     await waitUntil(() => fake.offsets.some((o) => o !== null && o > id), 15_000, 'confirmation after recovery');

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { ticketIdFor } from '../../../src/ticket.js';
 import { WechatCrypto, wechatSignature } from '../../../src/channels/wechat/crypto.js';
-import { startTestGateway, waitUntil, type TestGateway } from '../../support/gateway.js';
+import { startTestGateway, waitUntil, type TestGateway, sqliteDb } from '../../support/gateway.js';
 import { freePort } from '../../support/gateway.js';
 import { publishJson } from '../../support/rabbit.js';
 import {
@@ -268,13 +268,13 @@ describe('wechat channel (end to end)', function () {
   describe('store failure', () => {
     it('store unusable → 503 (WeChat retries); the retry after recovery makes the one ticket', async () => {
       const { msgId, xml } = msg('text', { Content: '存储故障期间的消息' });
-      tg.gateway.store.db.pragma('query_only = ON');
+      sqliteDb(tg.gateway).pragma('query_only = ON');
       try {
         const r = await pushToWechat(tg.baseUrl, safe, xml);
         expect(r.status).to.equal(503);
         expect(r.reply).to.equal(null);
       } finally {
-        tg.gateway.store.db.pragma('query_only = OFF');
+        sqliteDb(tg.gateway).pragma('query_only = OFF');
       }
       const again = await pushToWechat(tg.baseUrl, safe, xml);
       const ticket = await createdFor(msgId);

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { ticketIdFor } from '../../../src/ticket.js';
-import { startTestGateway, waitUntil, type TestGateway } from '../../support/gateway.js';
+import { startTestGateway, waitUntil, type TestGateway, sqliteDb } from '../../support/gateway.js';
 import { publishJson } from '../../support/rabbit.js';
 import { pushToWeibo, startFakeWeibo, verifyWeiboUrl, weiboPushBody, type FakeWeibo } from '../../support/fake-weibo.js';
 
@@ -128,11 +128,11 @@ describe('weibo channel (end to end)', function () {
   it('store unusable → 503 so Weibo retries; the retry after recovery makes the ticket', async () => {
     const sender = nextUid();
     const body = weiboPushBody({ type: 'text', senderId: sender, text: '存储故障' });
-    tg.gateway.store.db.pragma('query_only = ON');
+    sqliteDb(tg.gateway).pragma('query_only = ON');
     try {
       expect((await pushToWeibo(tg.baseUrl, SECRET, body)).status).to.equal(503);
     } finally {
-      tg.gateway.store.db.pragma('query_only = OFF');
+      sqliteDb(tg.gateway).pragma('query_only = OFF');
     }
     expect((await pushToWeibo(tg.baseUrl, SECRET, body)).status).to.equal(200);
     await createdFor(sender, createdAtOf(body));

@@ -1,8 +1,10 @@
 import Database from 'better-sqlite3';
 import { closeSync, fsync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
-import { GatewayError } from '../errors.js';
-import type { StoredPart } from '../channels/types.js';
+import { GatewayError } from '../../errors.js';
+import type { StoredPart } from '../../channels/types.js';
+import type { OutboxInsert, OutboxMessage } from '../types.js';
+import { SCHEMA, migrate } from './schema.js';
 
 /**
  * The embedded store: one SQLite file in DATA_DIR, WAL mode. It is the journal
@@ -26,69 +28,6 @@ import type { StoredPart } from '../channels/types.js';
  * what it saw is durable. Checkpoints sync the WAL and the database themselves.
  */
 
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS tickets (
-  id TEXT PRIMARY KEY,
-  number TEXT NOT NULL UNIQUE,
-  channel TEXT NOT NULL,
-  citizen_key TEXT NOT NULL,
-  created_at INTEGER NOT NULL,
-  respond_by INTEGER NOT NULL,
-  state TEXT NOT NULL DEFAULT 'open',
-  acknowledged_at INTEGER,
-  responded_at INTEGER,
-  breached INTEGER NOT NULL DEFAULT 0,
-  matter TEXT NOT NULL,
-  repeat_of TEXT,
-  body TEXT NOT NULL,
-  raw BLOB NOT NULL,
-  due_at INTEGER,
-  due_kind TEXT
-);
-CREATE INDEX IF NOT EXISTS tickets_citizen ON tickets(citizen_key, created_at);
-CREATE TABLE IF NOT EXISTS dedupe (
-  channel TEXT NOT NULL, key TEXT NOT NULL, ticket_id TEXT NOT NULL,
-  first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL,
-  PRIMARY KEY (channel, key)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS refs (ref TEXT PRIMARY KEY, ticket_id TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS outbox (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT,
-  routing_key TEXT NOT NULL, message_id TEXT NOT NULL, type TEXT NOT NULL,
-  headers TEXT NOT NULL, body TEXT NOT NULL, created_at INTEGER NOT NULL,
-  ticket_ref TEXT
-);
-CREATE TABLE IF NOT EXISTS outbound (
-  id TEXT PRIMARY KEY, ticket_id TEXT, channel TEXT NOT NULL, kind TEXT NOT NULL,
-  text TEXT NOT NULL, target TEXT NOT NULL, state TEXT NOT NULL,
-  attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL, created_at INTEGER NOT NULL,
-  sent_at INTEGER, via TEXT, upstream_id TEXT, delivery TEXT, error TEXT
-);
-CREATE INDEX IF NOT EXISTS outbound_due ON outbound(state, next_at);
-CREATE INDEX IF NOT EXISTS outbound_ticket ON outbound(ticket_id);
-CREATE INDEX IF NOT EXISTS outbound_upstream ON outbound(channel, upstream_id);
-CREATE TABLE IF NOT EXISTS kv (channel TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (channel, key)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS parts (
-  channel TEXT NOT NULL, grp TEXT NOT NULL, idx INTEGER NOT NULL,
-  data BLOB NOT NULL, meta TEXT NOT NULL, received_at INTEGER NOT NULL,
-  PRIMARY KEY (channel, grp, idx)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS parts_age ON parts(received_at);
-`;
-
-/**
- * Columns added after the first release, with the statement that adds them to an
- * older file. Deadlines used to be rows of their own (two per ticket, keyed by a
- * random id); they now live on the ticket, so accepting a ticket writes one
- * time-ordered index entry instead of four scattered ones.
- */
-const ADDED_COLUMNS: [table: string, column: string, ddl: string][] = [
-  ['tickets', 'due_at', 'ALTER TABLE tickets ADD COLUMN due_at INTEGER'],
-  ['tickets', 'due_kind', 'ALTER TABLE tickets ADD COLUMN due_kind TEXT'],
-  ['outbox', 'ticket_ref', 'ALTER TABLE outbox ADD COLUMN ticket_ref TEXT'],
-];
-const INDEXES_AFTER_MIGRATION = `CREATE INDEX IF NOT EXISTS tickets_due ON tickets(due_at) WHERE due_at IS NOT NULL;`;
-
 const TICKET_COLUMNS = 'id, number, channel, citizen_key, created_at, respond_by, state, acknowledged_at, responded_at, breached, matter, repeat_of, body';
 
 export interface TicketRow {
@@ -107,16 +46,6 @@ export interface TicketRow {
   body: string;
 }
 
-/** A journaled message as the relay publishes it. */
-export interface OutboxMessage {
-  seq: number;
-  routingKey: string;
-  messageId: string;
-  type: string;
-  headers: Record<string, unknown>;
-  body: string;
-  createdAt: number;
-}
 
 interface OutboxDbRow {
   seq: number;
@@ -155,17 +84,6 @@ export interface DeadlineRow {
   respond_by: number;
 }
 
-export interface OutboxInsert {
-  routingKey: string;
-  messageId: string;
-  type: string;
-  headers: Record<string, unknown>;
-  body: unknown;
-  /** `body` already serialized. */
-  json?: string;
-  /** The body is this ticket's row body: the outbox row then points at it instead of holding a second copy. */
-  ticketRef?: string;
-}
 
 interface Pending {
   fn: () => unknown;
@@ -230,7 +148,7 @@ function storeError(err: unknown): GatewayError {
   });
 }
 
-export class SqliteStore {
+export class Journal {
   readonly db: Database.Database;
   private queue: Pending[] = [];
   private flushScheduled = false;
@@ -259,7 +177,7 @@ export class SqliteStore {
   private lastSeq = 0;
 
   private readonly stmts;
-  private readonly inTransaction: ReturnType<SqliteStore['batchTransaction']>;
+  private readonly inTransaction: ReturnType<Journal['batchTransaction']>;
 
   constructor(dataDir: string, opts: { sync: 'full' | 'normal' }) {
     mkdirSync(dataDir, { recursive: true });
@@ -274,7 +192,7 @@ export class SqliteStore {
     this.db.pragma('wal_autocheckpoint = 10000');
     this.db.pragma('foreign_keys = OFF');
     this.db.exec(SCHEMA);
-    this.migrate();
+    migrate(this.db);
     this.inTransaction = this.batchTransaction();
     // The WAL exists from the first write (the schema) until close; SQLite keeps its locks
     // in the -shm file, so a descriptor of our own on the -wal file does not disturb them.
@@ -288,6 +206,7 @@ export class SqliteStore {
       // The raw input stays in the journal for audit; day-to-day reads leave it on disk.
       getTicket: db.prepare(`SELECT ${TICKET_COLUMNS} FROM tickets WHERE id = ?`),
       getTicketByNumber: db.prepare(`SELECT ${TICKET_COLUMNS} FROM tickets WHERE number = ?`),
+      ticketsSince: db.prepare(`SELECT ${TICKET_COLUMNS} FROM tickets WHERE created_at >= ? AND (? IS NULL OR channel = ?) ORDER BY created_at, number LIMIT ?`),
       recentByCitizen: db.prepare(
         `SELECT id, matter, repeat_of FROM tickets WHERE citizen_key = ? AND created_at >= ? ORDER BY created_at DESC LIMIT 10`,
       ),
@@ -333,8 +252,16 @@ export class SqliteStore {
       ),
       outboundRetry: db.prepare(`UPDATE outbound SET attempts = attempts + 1, next_at = ?, error = ? WHERE id = ?`),
       outboundFailed: db.prepare(`UPDATE outbound SET state = 'failed', attempts = attempts + 1, error = ? WHERE id = ?`),
-      outboundByTicket: db.prepare(`SELECT * FROM outbound WHERE ticket_id = ? ORDER BY created_at`),
+      // The newest `limit`, returned oldest first.
+      outboundByTicket: db.prepare(
+        `SELECT * FROM (SELECT rowid AS r, * FROM outbound WHERE ticket_id = ? ORDER BY created_at DESC, r DESC LIMIT ?) ORDER BY created_at, r`,
+      ),
       countReplies: db.prepare(`SELECT count(*) AS n FROM outbound WHERE ticket_id = ? AND kind = 'reply'`),
+      leaseTake: db.prepare(
+        `INSERT INTO leases (name, owner, until) VALUES (?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until WHERE leases.owner = excluded.owner OR leases.until < ?`,
+      ),
+      leaseDrop: db.prepare(`DELETE FROM leases WHERE name = ? AND owner = ?`),
       lastReplies: db.prepare(
         `SELECT * FROM (SELECT rowid AS seq_, * FROM outbound WHERE ticket_id = ? AND kind = 'reply' ORDER BY created_at DESC, rowid DESC LIMIT ?)
          ORDER BY created_at, seq_`,
@@ -358,34 +285,6 @@ export class SqliteStore {
     this.lastSeq = (this.stmts.maxOutboxSeq.get() as { seq: number | null }).seq ?? 0;
     // What a restart finds is on disk already.
     if (this.walFd !== null) this.durableSeq = this.lastSeq;
-  }
-
-  /** Brings a file written by an earlier version to the current layout; nothing to do on a new one. */
-  private migrate(): void {
-    const db = this.db;
-    db.transaction(() => {
-      for (const [table, column, ddl] of ADDED_COLUMNS) {
-        const cols = db.prepare(`SELECT name FROM pragma_table_info(?)`).pluck().all(table) as string[];
-        if (!cols.includes(column)) db.exec(ddl);
-      }
-      const old = db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'deadlines'`).get();
-      if (old) {
-        // Each ticket's earliest open deadline row becomes its next due time; a
-        // pending warning is followed by the breach at respond_by as before.
-        db.exec(`UPDATE tickets SET (due_at, due_kind) = (
-                   SELECT d.due_at, d.kind FROM deadlines d WHERE d.ticket_id = tickets.id ORDER BY d.due_at LIMIT 1)
-                 WHERE id IN (SELECT ticket_id FROM deadlines)`);
-        db.exec(`DROP TABLE deadlines`);
-      }
-      db.exec(INDEXES_AFTER_MIGRATION);
-      // Reply rows were keyed `reply:<replyId>`, one replyId for all tickets; a replyId is now
-      // unique within its ticket only, keyed `reply:<ticketId>:<replyId>` (replyRowId in
-      // outbound.ts). Old rows move to the new key, so re-posting an old replyId on its ticket
-      // is still a duplicate and the status still names it. Rows already moved are skipped.
-      db.exec(`UPDATE outbound SET id = 'reply:' || ticket_id || ':' || substr(id, 7)
-               WHERE kind = 'reply' AND ticket_id IS NOT NULL AND substr(id, 1, 6) = 'reply:'
-                 AND substr(id, 7, length(ticket_id) + 1) <> ticket_id || ':'`);
-    })();
   }
 
   // ---- group commit ---------------------------------------------------------
@@ -441,7 +340,9 @@ export class SqliteStore {
     c.batch.forEach((item, i) => {
       const r = c.results[i]!;
       if (r.ok) item.resolve(r.value);
-      else item.reject(r.value instanceof GatewayError ? r.value : storeError(r.value));
+      // A database failure is the store's (transient); anything a unit threw itself (a refused
+      // ticket, a caller's callback) reaches the caller unchanged.
+      else item.reject(r.value instanceof Database.SqliteError ? storeError(r.value) : r.value);
     });
     if (c.addedOutbox) this.onOutbox();
   }
@@ -642,6 +543,10 @@ export class SqliteStore {
     return this.stmts.getTicket.get(id) as TicketRow | undefined;
   }
 
+  ticketsSince(since: number, channel: string | null, limit: number): TicketRow[] {
+    return this.stmts.ticketsSince.all(since, channel, channel, limit) as TicketRow[];
+  }
+
   getTicketRowByNumber(number: string): TicketRow | undefined {
     return this.stmts.getTicketByNumber.get(number) as TicketRow | undefined;
   }
@@ -761,13 +666,21 @@ export class SqliteStore {
     return (this.stmts.nextOutboundAfter.get(now) as { due: number | null }).due;
   }
 
-  outboundByTicket(ticketId: string): OutboundRow[] {
-    return this.stmts.outboundByTicket.all(ticketId) as OutboundRow[];
+  outboundByTicket(ticketId: string, limit: number): OutboundRow[] {
+    return this.stmts.outboundByTicket.all(ticketId, limit) as OutboundRow[];
   }
 
-  /** How many replies a ticket has (any state). */
-  replyCount(ticketId: string): number {
+  countReplies(ticketId: string): number {
     return (this.stmts.countReplies.get(ticketId) as { n: number }).n;
+  }
+
+  /** Call inside run(). */
+  takeLease(name: string, owner: string, until: number, now: number): boolean {
+    return this.stmts.leaseTake.run(name, owner, until, now).changes > 0;
+  }
+
+  dropLease(name: string, owner: string): void {
+    this.stmts.leaseDrop.run(name, owner);
   }
 
   /** A ticket's last `limit` replies, oldest first. */

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import Database from 'better-sqlite3';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { SqliteStore } from '../../src/store/sqlite.js';
+import { Journal } from '../../src/store/sqlite/journal.js';
 import { tempDir } from '../support/gateway.js';
 
 /** The layout the first release wrote: deadlines as rows of their own, a counters table, outbox rows holding full bodies. */
@@ -26,9 +26,9 @@ CREATE INDEX deadlines_due ON deadlines(due_at);
 
 const msg = (id: string, body: unknown = { id }) => ({ routingKey: `r.${id}`, messageId: id, type: 'ticket.created', headers: { channel: 'app' }, body });
 
-for (const sync of ['full', 'normal'] as const) describe(`store (sync ${sync})`, () => {
+for (const sync of ['full', 'normal'] as const) describe(`SQLite journal (sync ${sync})`, () => {
   let dir: string;
-  let store: SqliteStore | null = null;
+  let store: Journal | null = null;
   beforeEach(() => {
     dir = tempDir('store-');
   });
@@ -56,7 +56,7 @@ for (const sync of ['full', 'normal'] as const) describe(`store (sync ${sync})`,
     old.prepare(`INSERT INTO outbox (routing_key, message_id, type, headers, body, created_at) VALUES ('r.a', 'a', 'ticket.created', '{"channel":"sms"}', '{"id":"a"}', 0)`).run();
     old.close();
 
-    store = new SqliteStore(dir, { sync });
+    store = new Journal(dir, { sync });
     expect(store.dueDeadlines(10_000, 10)).to.deep.equal([
       { ticket_id: 'a', kind: 'warning', due_at: 1000, respond_by: 2000 },
       { ticket_id: 'b', kind: 'breach', due_at: 5000, respond_by: 5000 },
@@ -67,12 +67,12 @@ for (const sync of ['full', 'normal'] as const) describe(`store (sync ${sync})`,
     expect(store.readOutbox(0, 10)).to.deep.equal([{ seq: 1, routingKey: 'r.a', messageId: 'a', type: 'ticket.created', headers: { channel: 'sms' }, body: '{"id":"a"}', createdAt: 0 }]);
     await store.close();
     // Opening again is a no-op.
-    store = new SqliteStore(dir, { sync });
+    store = new Journal(dir, { sync });
     expect(store.openDeadlines()).to.equal(2);
   });
 
   it('a fired warning moves the ticket on to its breach; a reply clears it; a stale move is refused', async () => {
-    store = new SqliteStore(dir, { sync });
+    store = new Journal(dir, { sync });
     const s = store;
     await s.run(() =>
       s.insertTicket({ id: 't', number: '20261130-000001', channel: 'app', citizen_key: 'c', created_at: 0, respond_by: 3000, acknowledged_at: null, matter: '', repeat_of: null, body: '{}' }, Buffer.alloc(0), { kind: 'warning', at: 2400 }),
@@ -86,7 +86,7 @@ for (const sync of ['full', 'normal'] as const) describe(`store (sync ${sync})`,
   });
 
   it('numbers each day from 1, without gaps when a unit rolls back', async () => {
-    store = new SqliteStore(dir, { sync });
+    store = new Journal(dir, { sync });
     const s = store;
     const ok = () => s.run(() => s.nextNumber('20261201'));
     const failing = s.run(() => {
@@ -101,7 +101,7 @@ for (const sync of ['full', 'normal'] as const) describe(`store (sync ${sync})`,
   });
 
   it('serves the relay from memory while it keeps up, from the file after a reset or an overflow, in order and complete', async () => {
-    store = new SqliteStore(dir, { sync });
+    store = new Journal(dir, { sync });
     const s = store;
     const add = (ids: string[]) => s.run(() => ids.forEach((id) => s.addOutbox(msg(id), 0)));
     await add(['m1', 'm2']);
@@ -148,7 +148,7 @@ for (const sync of ['full', 'normal'] as const) describe(`store (sync ${sync})`,
   });
 
   it('overflowing the in-memory mirror loses nothing: the relay reads the file until it catches up', async () => {
-    store = new SqliteStore(dir, { sync });
+    store = new Journal(dir, { sync });
     const s = store;
     expect(s.readOutbox(0, 10)).to.deep.equal([]); // mirror on from here
     const ids = Array.from({ length: 6_000 }, (_, i) => `o${i}`);
@@ -166,7 +166,7 @@ for (const sync of ['full', 'normal'] as const) describe(`store (sync ${sync})`,
   });
 
   it('hands the relay only rows whose unit has resolved, i.e. that are on disk', async () => {
-    store = new SqliteStore(dir, { sync });
+    store = new Journal(dir, { sync });
     const s = store;
     expect(s.readOutbox(0, 10)).to.deep.equal([]);
     const resolved = new Set<string>();
@@ -195,7 +195,7 @@ for (const sync of ['full', 'normal'] as const) describe(`store (sync ${sync})`,
   });
 
   it('whenDurable resolves after everything committed before it is synced', async () => {
-    store = new SqliteStore(dir, { sync });
+    store = new Journal(dir, { sync });
     const s = store;
     let committed = false;
     const unit = s.run(() => s.addOutbox(msg('w'), 0)).then(() => (committed = true));
@@ -207,7 +207,7 @@ for (const sync of ['full', 'normal'] as const) describe(`store (sync ${sync})`,
   });
 
   it('whenDurable resolves with the fsync it waits for, while commits keep coming', async () => {
-    store = new SqliteStore(dir, { sync });
+    store = new Journal(dir, { sync });
     const s = store;
     let durable = false;
     let commits = 0;

@@ -1,0 +1,632 @@
+import pg from 'pg';
+import type { Logger } from 'pino';
+import type { Clock } from '../../clock.js';
+import type { Channel } from '../../ticket.js';
+import type { StoredPart } from '../../channels/types.js';
+import { GatewayError, errorMessage } from '../../errors.js';
+import type {
+  AcceptOutcome,
+  AcceptUnit,
+  DueDeadline,
+  FiredDeadline,
+  OutboundInsert,
+  OutboundKind,
+  OutboundRecord,
+  OutboundResult,
+  OutboxMessage,
+  ReplyOutcome,
+  Store,
+  TicketChange,
+  TicketRecord,
+  UnitWrites,
+} from '../types.js';
+import { CallbackFailure, callback, pgCode, storeError, types, type Db } from './db.js';
+import { migrate } from './migrate.js';
+import * as T from './tickets.js';
+import * as O from './outbox.js';
+import * as B from './outbound.js';
+import * as D from './deadlines.js';
+import * as S from './state.js';
+import { PgAttachmentStore } from './attachments.js';
+import { endUnit } from './writes.js';
+
+export { PgAttachmentStore } from './attachments.js';
+
+export interface PostgresStoreOptions {
+  /** postgres://… naming the database every instance of the gateway shares. */
+  url: string;
+  clock: Clock;
+  /** Unique per running instance: it owns the outbox rows its relay took. */
+  instanceId: string;
+  /** How long outbox rows taken by this instance stay its own without renewal (default 10 s, within the 15 s the contract allows a dead instance's rows). */
+  leaseMs?: number;
+  /** Connections in the pool (default 10); one more is kept for LISTEN. */
+  poolSize?: number;
+  logger?: Pick<Logger, 'warn' | 'error'>;
+}
+
+/** Per-unit facts the runner acts on after the commit. */
+interface UnitState {
+  outbox: number;
+}
+
+const UNKNOWN = Number.MAX_SAFE_INTEGER;
+const POLL_MS = 1000;
+const CONNECT_TIMEOUT_MS = 5000;
+
+/**
+ * A connection that gives up opening after CONNECT_TIMEOUT_MS, and whose TCP
+ * keepalive notices a peer that vanished without closing (the LISTEN connection
+ * would otherwise wait for notifications on a dead socket).
+ */
+class BoundedClient extends pg.Client {
+  constructor(config?: string | pg.ClientConfig) {
+    super({ ...(typeof config === 'string' ? { connectionString: config } : config), connectionTimeoutMillis: CONNECT_TIMEOUT_MS, keepAlive: true });
+  }
+}
+const quiet: Pick<Logger, 'warn' | 'error'> = { warn: () => {}, error: () => {} } as unknown as Pick<Logger, 'warn' | 'error'>;
+
+/** A concurrent insert of the same keyed ticket id, or a deadlock: running the unit again decides it afresh. */
+function retryable(err: unknown): boolean {
+  const { code, constraint } = pgCode(err);
+  return (code === '23505' && constraint === 'tickets_pkey') || code === '40P01' || code === '40001';
+}
+
+/**
+ * The store shared by several gateway instances. Each write method is one unit
+ * run in a transaction of its own on a pooled connection; decisions that depend
+ * on what is stored are made under row locks or advisory locks so they hold
+ * cluster-wide. A commit is durable when it returns, so nothing waits for a sync.
+ */
+export class PostgresStore implements Store {
+  readonly kind = 'postgres' as const;
+  /** Called after a commit that added outbox rows, here or (through LISTEN) on another instance. */
+  onOutbox: () => void = () => {};
+  lastWriteError: Error | null = null;
+
+  private closed = false;
+  private closing: Promise<void> | null = null;
+  private readonly running = new Set<Promise<unknown>>();
+  /** Outbox rows this instance took and has neither confirmed nor released. */
+  private readonly held = new Set<number>();
+  /** Rows takeOutbox could return, as last known; UNKNOWN until a take comes back short. */
+  private ready = UNKNOWN;
+  private depth = 0;
+  private listener: pg.Client | null = null;
+  private listenRetry: NodeJS.Timeout | null = null;
+  private pollTimer: NodeJS.Timeout | null = null;
+  private renewTimer: NodeJS.Timeout | null = null;
+  private polling = false;
+  /** Owners that claimed outbound rows through this store, released at close. */
+  private readonly claimOwners = new Set<string>();
+  private readonly clock: Clock;
+  private readonly instanceId: string;
+  private readonly leaseMs: number;
+  private readonly logger: Pick<Logger, 'warn' | 'error'>;
+
+  private constructor(
+    /** The connection pool (exposed like the SQLite store's `db`, for operations). */
+    readonly pool: pg.Pool,
+    private readonly opts: PostgresStoreOptions,
+  ) {
+    this.clock = opts.clock;
+    this.instanceId = opts.instanceId;
+    this.leaseMs = opts.leaseMs ?? 10_000;
+    this.logger = opts.logger ?? quiet;
+  }
+
+  /** Connects, brings the schema up to date (safe when several instances start at once), and starts listening for other instances' outbox commits. */
+  static async open(opts: PostgresStoreOptions): Promise<PostgresStore> {
+    const pool = new pg.Pool({
+      connectionString: opts.url,
+      max: opts.poolSize ?? 10,
+      types,
+      application_name: `gateway ${opts.instanceId}`,
+      // Units wait for a free connection as long as it takes (under load that wait is the back-pressure),
+      // but opening one gives up after CONNECT_TIMEOUT_MS: while PostgreSQL is unreachable, units fail
+      // as STORE_UNAVAILABLE instead of hanging. The pool's own timeout would bound both waits at once.
+      Client: BoundedClient,
+    });
+    // An idle connection that drops is replaced on next use; without a handler the error would end the process.
+    pool.on('error', (err) => (opts.logger ?? quiet).warn({ err: errorMessage(err) }, 'idle database connection lost'));
+    try {
+      await migrate(pool);
+    } catch (err) {
+      await pool.end().catch(() => {});
+      throw storeError(err);
+    }
+    const store = new PostgresStore(pool, opts);
+    await store.poll();
+    store.pollTimer = setInterval(() => void store.poll(), POLL_MS);
+    store.pollTimer.unref();
+    await store.listen();
+    return store;
+  }
+
+  /** Attachments kept in this database, so every instance serves them. */
+  attachmentStore(maxBytes: number): PgAttachmentStore {
+    return new PgAttachmentStore(this.pool, this.clock, maxBytes);
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  // ---- running units ------------------------------------------------------
+
+  /**
+   * Runs one unit: in a transaction of its own (`tx`), or as the single statement
+   * it is. Errors of the caller's callbacks come out unchanged; the store's own
+   * refusals (NOT_FOUND, INPUT_INVALID for a value the database cannot hold) as
+   * they are; anything else is STORE_UNAVAILABLE and is remembered as the last
+   * write error until a unit succeeds.
+   */
+  private unit<R>(work: (db: Db, u: UnitState) => Promise<R>, tx = true): Promise<R> {
+    if (this.closed) return Promise.reject(new GatewayError('STORE_CLOSED', 'store is closed'));
+    const p = this.runUnit(work, tx);
+    this.running.add(p);
+    const done = () => this.running.delete(p);
+    p.then(done, done);
+    return p;
+  }
+
+  private async runUnit<R>(work: (db: Db, u: UnitState) => Promise<R>, tx: boolean): Promise<R> {
+    for (let attempt = 0; ; attempt++) {
+      const u: UnitState = { outbox: 0 };
+      try {
+        const value = tx ? await this.transaction((c) => work(c, u)) : await work(this.pool, u);
+        this.lastWriteError = null;
+        if (u.outbox > 0) this.committedOutbox(u.outbox);
+        return value;
+      } catch (err) {
+        if (err instanceof CallbackFailure) throw err.error;
+        if (attempt === 0 && retryable(err)) continue;
+        const e = storeError(err);
+        // A refusal (NOT_FOUND, a value the database cannot hold) says nothing about whether it takes writes.
+        if (e.code === 'STORE_UNAVAILABLE') this.lastWriteError = e;
+        throw e;
+      }
+    }
+  }
+
+  private async transaction<R>(fn: (c: pg.PoolClient) => Promise<R>): Promise<R> {
+    const c = await this.pool.connect();
+    let broken: Error | undefined;
+    // A connection that drops mid-unit emits 'error' besides failing the query; unheard, it would end the process.
+    const onError = (err: Error) => {
+      broken = err;
+    };
+    c.on('error', onError);
+    try {
+      await c.query('BEGIN');
+      const value = await fn(c);
+      await c.query('COMMIT');
+      return value;
+    } catch (err) {
+      await c.query('ROLLBACK').catch((e: Error) => {
+        broken = e;
+      });
+      throw err;
+    } finally {
+      c.removeListener('error', onError);
+      // A broken connection is closed instead of going back to the pool.
+      c.release(broken);
+    }
+  }
+
+  private async read<R>(fn: (db: Db) => Promise<R>): Promise<R> {
+    if (this.closed) throw new GatewayError('STORE_CLOSED', 'store is closed');
+    try {
+      return await fn(this.pool);
+    } catch (err) {
+      throw storeError(err);
+    }
+  }
+
+  private async applyWrites(db: Db, u: UnitState, writes: UnitWrites, now: number): Promise<void> {
+    u.outbox += await endUnit(db, { writes, now, writer: this.instanceId });
+  }
+
+  private committedOutbox(n: number): void {
+    this.ready = Math.min(UNKNOWN, this.ready + n);
+    this.depth += n;
+    this.wakeRelay();
+  }
+
+  private wakeRelay(): void {
+    try {
+      this.onOutbox();
+    } catch (err) {
+      this.logger.error({ err: errorMessage(err) }, 'outbox listener failed');
+    }
+  }
+
+  // ---- intake -----------------------------------------------------------------
+
+  accept(unit: AcceptUnit): Promise<AcceptOutcome> {
+    return this.unit(async (c, u): Promise<AcceptOutcome> => {
+      const now = this.clock.now();
+      const { channel, dedupeKey } = unit;
+      // The same upstream message delivered to two instances: the second waits here and then sees the first.
+      await T.lockKey(c, channel, dedupeKey);
+      // Seen = a dedupe row within its window (its ticket), else the keyed id's ticket if it exists.
+      const { seen, seenId, ticket: earlier } = await T.lookupSeen(c, channel, dedupeKey, unit.dedupeWindowMs, now, unit.keyedId);
+      if (seen && seenId) await T.touchDedupe(c, channel, dedupeKey, now);
+      if (earlier) {
+        if (unit.partsGroup) await S.dropParts(c, channel, unit.partsGroup);
+        return { status: 'duplicate', record: earlier, now };
+      }
+
+      const open = await T.ticketNamedBy(c, unit.threadRefs);
+      if (open) {
+        const writes = callback(() => unit.followup(open, now));
+        u.outbox += await endUnit(c, {
+          dedupe: { channel, key: dedupeKey, ticketId: open.id },
+          parts: unit.partsGroup ? { channel, group: unit.partsGroup } : undefined,
+          writes,
+          now,
+          writer: this.instanceId,
+        });
+        return { status: 'followup', record: open, now };
+      }
+
+      const day = callback(() => unit.dayOf(now));
+      // Read before numbering: from the counter on, every accept in the cluster waits for this one to commit.
+      const recent = await T.recentByCitizen(c, unit.citizenKey, now - unit.repeatWindowMs);
+      const number = `${day}-${String(await T.nextNumber(c, day)).padStart(6, '0')}`;
+      const nt = callback(() => unit.create({ now, number, recent }));
+      u.outbox += await endUnit(c, {
+        ticket: { t: nt, channel, raw: unit.raw },
+        dedupe: nt.dedupe ? { channel, key: dedupeKey, ticketId: nt.id } : undefined,
+        parts: unit.partsGroup ? { channel, group: unit.partsGroup } : undefined,
+        writes: nt,
+        now,
+        writer: this.instanceId,
+      });
+      const record = T.newRecord(channel, nt);
+      return { status: 'created', record, now };
+    });
+  }
+
+  recordOnce(channel: Channel, key: string, writes: UnitWrites, partsGroup?: string | null): Promise<boolean> {
+    return this.unit(async (c, u) => {
+      const now = this.clock.now();
+      if (partsGroup) await S.dropParts(c, channel, partsGroup);
+      const fresh = await T.recordKey(c, channel, key, now);
+      if (fresh) await this.applyWrites(c, u, writes, now);
+      return fresh;
+    });
+  }
+
+  append(writes: UnitWrites): Promise<void> {
+    return this.unit((c, u) => this.applyWrites(c, u, writes, this.clock.now()));
+  }
+
+  // ---- tickets ----------------------------------------------------------------
+
+  getTicket(id: string): Promise<TicketRecord | null> {
+    return this.read((db) => T.getTicket(db, id));
+  }
+
+  getTicketByNumber(number: string): Promise<TicketRecord | null> {
+    return this.read((db) => T.getTicketByNumber(db, number));
+  }
+
+  listTickets(q: { since: number; channel?: Channel; limit: number }): Promise<TicketRecord[]> {
+    return this.read((db) => T.listTickets(db, q.since, q.channel ?? null, q.limit));
+  }
+
+  updateTicket(id: string, change: (t: TicketRecord, now: number) => TicketChange | null): Promise<{ record: TicketRecord; changed: boolean } | null> {
+    return this.unit(async (c, u) => {
+      const now = this.clock.now();
+      const record = await T.lockTicket(c, id);
+      if (!record) return null;
+      const ch = callback(() => change(record, now));
+      if (!ch) return { record, changed: false };
+      const updated = await T.applyChange(c, id, ch);
+      await this.applyWrites(c, u, ch, now);
+      return { record: updated ?? record, changed: true };
+    });
+  }
+
+  // ---- outgoing messages --------------------------------------------------------
+
+  addReply(row: OutboundInsert, maxPerTicket: number): Promise<ReplyOutcome> {
+    return this.unit(async (c): Promise<ReplyOutcome> => {
+      // The ticket row lock makes the count and the insert one step: concurrent replies cannot overfill it.
+      const ticket = row.ticketId ? await T.lockTicket(c, row.ticketId) : null;
+      if (!ticket) throw new GatewayError('NOT_FOUND', `no ticket ${row.ticketId}`);
+      const facts = await B.replyFacts(c, row.id, ticket.id);
+      if (facts.exists) return 'duplicate';
+      if (facts.replies >= maxPerTicket) return 'full';
+      await B.insertOutbound(c, [row]);
+      return 'created';
+    });
+  }
+
+  claimOutbound(now: number, limit: number, owner: string, leaseMs: number): Promise<OutboundRecord[]> {
+    this.claimOwners.add(owner);
+    return this.unit((db) => B.claimOutbound(db, now, limit, owner, leaseMs), false);
+  }
+
+  outboundSent(id: string, result: OutboundResult, change: ((t: TicketRecord, now: number) => TicketChange | null) | null): Promise<void> {
+    return this.unit(async (c, u) => {
+      const now = this.clock.now();
+      const sent = await B.markSent(c, id, now, result);
+      if (!sent?.ticketId || !change) return;
+      const ticket = await T.lockTicket(c, sent.ticketId);
+      if (!ticket) return;
+      const ch = callback(() => change(ticket, now));
+      if (!ch) return;
+      await T.applyChange(c, ticket.id, ch);
+      await this.applyWrites(c, u, ch, now);
+    });
+  }
+
+  outboundRetry(id: string, nextAt: number, error: string): Promise<void> {
+    return this.unit((db) => B.markRetry(db, id, nextAt, error), false);
+  }
+
+  outboundFailed(id: string, error: string, writes: UnitWrites): Promise<void> {
+    return this.unit(async (c, u) => {
+      await B.markFailed(c, id, error);
+      await this.applyWrites(c, u, writes, this.clock.now());
+    });
+  }
+
+  outboundDelivery(channel: Channel, upstreamId: string, status: string): Promise<boolean> {
+    return this.unit((db) => B.setDelivery(db, channel, upstreamId, status), false);
+  }
+
+  outboundOfTicket(ticketId: string, limit: number, kind?: OutboundKind): Promise<OutboundRecord[]> {
+    return this.read((db) => B.outboundOfTicket(db, ticketId, limit, kind ?? null));
+  }
+
+  nextOutboundAfter(after: number): Promise<number | null> {
+    return this.read((db) => B.nextOutboundAfter(db, after));
+  }
+
+  // ---- deadlines --------------------------------------------------------------------
+
+  fireDue(now: number, limit: number, decide: (due: DueDeadline, t: TicketRecord) => FiredDeadline | null): Promise<{ due: DueDeadline; fired: FiredDeadline }[]> {
+    return this.unit(async (c, u) => {
+      // Rows another instance is firing right now are skipped, not waited for: they are its to fire.
+      const claimed = await D.claimDue(c, now, limit);
+      const out: { due: DueDeadline; fired: FiredDeadline }[] = [];
+      for (const { due, record } of claimed) {
+        const fired = callback(() => decide(due, record));
+        if (fired) out.push({ due, fired });
+      }
+      await D.applyFired(c, out.map((x) => ({ ticketId: x.due.ticketId, f: x.fired })));
+      await this.applyWrites(
+        c,
+        u,
+        {
+          outbox: out.flatMap((x) => x.fired.outbox ?? []),
+          outbound: out.flatMap((x) => x.fired.outbound ?? []),
+          refs: out.flatMap((x) => x.fired.refs ?? []),
+        },
+        now,
+      );
+      return out;
+    });
+  }
+
+  nextDeadline(): Promise<number | null> {
+    return this.read((db) => D.nextDeadline(db));
+  }
+
+  openDeadlines(): Promise<number> {
+    return this.read((db) => D.openDeadlines(db));
+  }
+
+  // ---- outbox relay -----------------------------------------------------------------
+
+  async takeOutbox(limit: number): Promise<OutboxMessage[]> {
+    const rows = await this.unit((db) => O.takeOutbox(db, this.instanceId, this.leaseMs, limit), false);
+    for (const r of rows) this.held.add(r.seq);
+    this.ready = rows.length < limit ? 0 : Math.max(0, this.ready - rows.length);
+    if (this.held.size > 0) this.startRenewing();
+    return rows;
+  }
+
+  async confirmOutbox(seqs: number[]): Promise<void> {
+    if (seqs.length === 0) return;
+    const n = await this.unit((db) => O.deleteOutbox(db, seqs), false);
+    for (const s of seqs) this.held.delete(s);
+    this.depth = Math.max(0, this.depth - n);
+  }
+
+  async releaseOutbox(): Promise<void> {
+    await this.unit((db) => O.releaseOutbox(db, this.instanceId), false);
+    this.held.clear();
+    this.ready = UNKNOWN;
+  }
+
+  readyCount(): number {
+    return this.ready;
+  }
+
+  hasUntaken(): Promise<boolean> {
+    return this.read((db) => O.hasUntaken(db));
+  }
+
+  outboxDepth(): number {
+    return this.depth;
+  }
+
+  /**
+   * While this instance holds outbox rows, their lease is renewed every third of
+   * it; when the instance dies the renewals stop and the rows lapse to the others.
+   */
+  private startRenewing(): void {
+    if (this.renewTimer || this.closed) return;
+    this.renewTimer = setInterval(() => {
+      if (this.held.size === 0) {
+        this.stopRenewing();
+        return;
+      }
+      O.renewOutbox(this.pool, this.instanceId, this.leaseMs).then(
+        (n) => {
+          // Nothing left under our name (confirmed or taken over after a stall): stop tracking it.
+          if (n === 0) this.held.clear();
+        },
+        (err: unknown) => this.logger.warn({ err: errorMessage(err) }, 'could not renew the outbox lease'),
+      );
+    }, Math.max(1, Math.floor(this.leaseMs / 3)));
+    this.renewTimer.unref();
+  }
+
+  private stopRenewing(): void {
+    if (this.renewTimer) clearInterval(this.renewTimer);
+    this.renewTimer = null;
+  }
+
+  /**
+   * Once a second: the outbox depth for metrics and back-pressure, and whether
+   * rows wait that no live relay holds (another instance's lapsed lease, a
+   * notification missed while LISTEN was reconnecting) — then the relay is woken.
+   */
+  private async poll(): Promise<void> {
+    if (this.polling || this.closed) return;
+    this.polling = true;
+    try {
+      const s = await O.outboxStats(this.pool);
+      this.depth = s.depth;
+      if (s.untaken > 0) {
+        this.ready = Math.max(this.ready === UNKNOWN ? 0 : this.ready, s.untaken);
+        this.wakeRelay();
+      } else if (this.ready === UNKNOWN) this.ready = 0;
+    } catch (err) {
+      this.logger.warn({ err: errorMessage(err) }, 'outbox poll failed');
+    } finally {
+      this.polling = false;
+    }
+  }
+
+  /** A connection of its own hears other instances' outbox commits; it is re-opened whenever it drops. */
+  private async listen(): Promise<void> {
+    if (this.closed) return;
+    const client = new BoundedClient({ connectionString: this.opts.url, types, application_name: `gateway ${this.instanceId} listen` });
+    let gone = false;
+    const lost = (err?: Error) => {
+      if (gone) return;
+      gone = true;
+      if (this.listener === client) this.listener = null;
+      client.end().catch(() => {});
+      if (this.closed) return;
+      if (err) this.logger.warn({ err: errorMessage(err) }, 'outbox listener lost; reconnecting');
+      this.listenRetry = setTimeout(() => {
+        this.listenRetry = null;
+        void this.listen();
+      }, POLL_MS);
+      this.listenRetry.unref();
+    };
+    client.on('error', lost);
+    client.on('end', () => lost());
+    client.on('notification', (n) => {
+      if (n.channel !== O.OUTBOX_CHANNEL) return;
+      const [writer, count] = (n.payload ?? '').split(' ');
+      // This instance's own commits woke the relay already.
+      if (writer === this.instanceId) return;
+      this.ready = Math.min(UNKNOWN, this.ready + (Number(count) || 1));
+      this.wakeRelay();
+    });
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${O.OUTBOX_CHANNEL}`);
+      if (gone || this.closed) {
+        await client.end().catch(() => {});
+        return;
+      }
+      this.listener = client;
+    } catch (err) {
+      lost(err as Error);
+    }
+  }
+
+  // ---- channel state ----------------------------------------------------------------
+
+  kvGet(channel: Channel | '_store', key: string): Promise<string | null> {
+    return this.read((db) => S.kvGet(db, channel, key));
+  }
+
+  kvSet(channel: Channel | '_store', key: string, value: string): Promise<void> {
+    return this.unit((db) => S.kvSet(db, channel, key, value), false);
+  }
+
+  putPart(channel: Channel, group: string, index: number, data: Buffer, meta: string): Promise<StoredPart[]> {
+    return this.unit(async (c) => {
+      await S.lockGroup(c, channel, group);
+      await S.putPart(c, channel, group, index, data, meta, this.clock.now());
+      return S.getParts(c, channel, group);
+    });
+  }
+
+  getParts(channel: Channel, group: string): Promise<StoredPart[]> {
+    return this.read((db) => S.getParts(db, channel, group));
+  }
+
+  dropParts(channel: Channel, group: string): Promise<void> {
+    return this.unit((db) => S.dropParts(db, channel, group), false);
+  }
+
+  staleGroups(channel: Channel, before: number, limit: number): Promise<string[]> {
+    return this.read((db) => S.staleGroups(db, channel, before, limit));
+  }
+
+  // ---- leases -------------------------------------------------------------------------
+
+  acquireLease(name: string, owner: string, ttlMs: number): Promise<boolean> {
+    return this.unit((db) => S.acquireLease(db, name, owner, ttlMs), false);
+  }
+
+  releaseLease(name: string, owner: string): Promise<void> {
+    return this.unit((db) => S.releaseLease(db, name, owner), false);
+  }
+
+  // ---- operations ---------------------------------------------------------------------
+
+  /** A commit has returned only once it is durable: nothing is ever waiting. */
+  whenDurable(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  async probe(): Promise<Error | null> {
+    if (this.closed) return new GatewayError('STORE_CLOSED', 'store is closed');
+    try {
+      await this.unit((db) => S.kvSet(db, '_store', 'probe', String(this.clock.now())), false);
+      return null;
+    } catch (err) {
+      return err as Error;
+    }
+  }
+
+  /** Waits for running units, stops listening and renewing, hands back what this instance took, and closes the pool. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    this.closed = true;
+    await Promise.allSettled([...this.running]);
+    this.stopRenewing();
+    if (this.pollTimer) clearInterval(this.pollTimer);
+    this.pollTimer = null;
+    if (this.listenRetry) clearTimeout(this.listenRetry);
+    this.listenRetry = null;
+    const listener = this.listener;
+    this.listener = null;
+    await listener?.end().catch(() => {});
+    try {
+      // Another instance takes these at once instead of after the lease.
+      await O.releaseOutbox(this.pool, this.instanceId);
+      await B.releaseClaims(this.pool, [...this.claimOwners]);
+    } catch (err) {
+      this.logger.warn({ err: errorMessage(err) }, 'could not hand back claimed rows at close; they lapse with their lease');
+    }
+    this.held.clear();
+    await this.pool.end().catch(() => {});
+  }
+}

@@ -1,0 +1,77 @@
+import type { OutboxMessage } from '../types.js';
+import { MS, first, query, rows, type Db } from './db.js';
+
+/**
+ * The outbox shared by every instance's relay. A relay takes rows by writing its
+ * instance id and a lease (database clock) on them; it renews the lease while it
+ * holds them, deletes them when the broker confirmed, and clears them to hand
+ * them back. Rows of an instance that died are free again once its lease lapses.
+ */
+
+export const OUTBOX_CHANNEL = 'gateway_outbox';
+
+interface OutboxRow {
+  seq: number;
+  routing_key: string;
+  message_id: string;
+  type: string;
+  headers: string;
+  body: string;
+  created_at: number;
+  ticket_body: string | null;
+}
+
+/** Takes up to `limit` rows no live relay holds, oldest first, for `leaseMs`. */
+export async function takeOutbox(db: Db, owner: string, leaseMs: number, limit: number): Promise<OutboxMessage[]> {
+  const rs = await rows<OutboxRow>(
+    db,
+    `WITH taken AS (
+       UPDATE outbox SET owner = $1, lease_until = clock_timestamp() + $2 ${MS}
+        WHERE seq IN (SELECT seq FROM outbox WHERE owner IS NULL OR lease_until < clock_timestamp()
+                       ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED)
+       RETURNING seq, routing_key, message_id, type, headers, body, created_at, ticket_ref)
+     SELECT k.seq, k.routing_key, k.message_id, k.type, k.headers, k.body, k.created_at, t.body AS ticket_body
+       FROM taken k LEFT JOIN tickets t ON k.ticket_ref IS NOT NULL AND t.id = k.ticket_ref
+      ORDER BY k.seq`,
+    [owner, leaseMs, limit],
+  );
+  return rs.map((r) => ({
+    seq: r.seq,
+    routingKey: r.routing_key,
+    messageId: r.message_id,
+    type: r.type,
+    headers: JSON.parse(r.headers) as Record<string, unknown>,
+    // Tickets are never deleted, so a row pointing at one always finds it; the row's own body keeps it visible if not.
+    body: r.ticket_body ?? r.body,
+    createdAt: r.created_at,
+  }));
+}
+
+/** Confirmed rows leave, whoever holds them now: a second publish is what a consumer dedupes anyway. */
+export async function deleteOutbox(db: Db, seqs: number[]): Promise<number> {
+  if (seqs.length === 0) return 0;
+  return (await query(db, `DELETE FROM outbox WHERE seq = ANY($1::bigint[])`, [seqs])).rowCount ?? 0;
+}
+
+export async function releaseOutbox(db: Db, owner: string): Promise<void> {
+  await query(db, `UPDATE outbox SET owner = NULL, lease_until = NULL WHERE owner = $1`, [owner]);
+}
+
+/** Extends the lease on every row `owner` holds; the number of rows it still holds. */
+export async function renewOutbox(db: Db, owner: string, leaseMs: number): Promise<number> {
+  return (await query(db, `UPDATE outbox SET lease_until = clock_timestamp() + $2 ${MS} WHERE owner = $1`, [owner, leaseMs])).rowCount ?? 0;
+}
+
+/** The outbox depth and how many rows no live relay holds, in one scan. */
+export async function outboxStats(db: Db): Promise<{ depth: number; untaken: number }> {
+  const r = await first<{ depth: number; untaken: number }>(
+    db,
+    `SELECT count(*) AS depth, count(*) FILTER (WHERE owner IS NULL OR lease_until < clock_timestamp()) AS untaken FROM outbox`,
+  );
+  return { depth: r?.depth ?? 0, untaken: r?.untaken ?? 0 };
+}
+
+export async function hasUntaken(db: Db): Promise<boolean> {
+  const r = await first<{ any: boolean }>(db, `SELECT EXISTS (SELECT 1 FROM outbox WHERE owner IS NULL OR lease_until < clock_timestamp()) AS any`);
+  return r?.any ?? false;
+}

@@ -1,0 +1,101 @@
+import type { NewTicket, UnitWrites } from '../types.js';
+import { query, type Db } from './db.js';
+import { OUTBOX_CHANNEL } from './outbox.js';
+
+/**
+ * Everything a unit writes at its end, in one statement (one round trip): the
+ * new ticket, its dedupe row, outbox rows with the NOTIFY that wakes the other
+ * instances' relays (delivered at commit), outgoing messages, refs, and the
+ * parts group the message consumed. Accepting a new ticket holds the day's
+ * counter row from numbering until commit, and every instance's accepts queue
+ * on that row, so what runs in between is kept to this one statement.
+ */
+
+export interface UnitEnd {
+  ticket?: { t: NewTicket; channel: string; raw: Buffer };
+  dedupe?: { channel: string; key: string; ticketId: string };
+  parts?: { channel: string; group: string };
+  writes: UnitWrites;
+  now: number;
+  /** NOTIFY payload: the writer's instance id and the number of outbox rows. */
+  writer: string;
+}
+
+const WRITE = `
+WITH
+t AS (
+  INSERT INTO tickets (id, number, channel, citizen_key, created_at, respond_by, acknowledged_at, matter, repeat_of, body, raw, due_at, due_kind)
+  SELECT $1::text, $2::text, $3::text, $4::text, $5::bigint, $6::bigint, $7::bigint, $8::text, $9::text, $10::text, $11::bytea, $12::bigint, $13::text
+   WHERE $1::text IS NOT NULL
+),
+d AS (
+  INSERT INTO dedupe (channel, key, ticket_id, first_seen, last_seen)
+  SELECT $14::text, $15::text, $16::text, $17::bigint, $17::bigint WHERE $16::text IS NOT NULL
+  ON CONFLICT (channel, key) DO UPDATE SET ticket_id = excluded.ticket_id, first_seen = excluded.first_seen, last_seen = excluded.last_seen
+),
+o AS (
+  INSERT INTO outbox (routing_key, message_id, type, headers, body, created_at, ticket_ref)
+  SELECT r, m, y, h, b, $17::bigint, tr FROM unnest($18::text[], $19::text[], $20::text[], $21::text[], $22::text[], $23::text[]) AS u(r, m, y, h, b, tr)
+  RETURNING 1
+),
+b AS (
+  INSERT INTO outbound (id, ticket_id, channel, kind, text, target, next_at, created_at)
+  SELECT * FROM unnest($24::text[], $25::text[], $26::text[], $27::text[], $28::text[], $29::text[], $30::bigint[], $31::bigint[])
+  ON CONFLICT (id) DO NOTHING
+),
+f AS (
+  INSERT INTO refs (ref, ticket_id) SELECT * FROM unnest($32::text[], $33::text[]) ON CONFLICT (ref) DO NOTHING
+),
+p AS (
+  DELETE FROM parts WHERE channel = $34::text AND grp = $35::text
+)
+SELECT pg_notify('${OUTBOX_CHANNEL}', $36::text || ' ' || c.n) FROM (SELECT count(*) AS n FROM o) c WHERE c.n > 0`;
+
+/** Returns how many outbox rows were written. */
+export async function endUnit(db: Db, e: UnitEnd): Promise<number> {
+  const outbox = e.writes.outbox ?? [];
+  const outbound = e.writes.outbound ?? [];
+  const refs = e.writes.refs ?? [];
+  if (!e.ticket && !e.dedupe && !e.parts && outbox.length === 0 && outbound.length === 0 && refs.length === 0) return 0;
+  const t = e.ticket?.t;
+  await query(db, WRITE, [
+    t?.id ?? null,
+    t?.number ?? null,
+    e.ticket?.channel ?? null,
+    t?.citizenKey ?? null,
+    t?.createdAt ?? null,
+    t?.respondBy ?? null,
+    t?.acknowledgedAt ?? null,
+    t?.matter ?? null,
+    t?.repeatOf ?? null,
+    t?.json ?? null,
+    e.ticket?.raw ?? null,
+    t?.due.at ?? null,
+    t?.due.kind ?? null,
+    e.dedupe?.channel ?? null,
+    e.dedupe?.key ?? null,
+    e.dedupe?.ticketId ?? null,
+    e.now,
+    outbox.map((m) => m.routingKey),
+    outbox.map((m) => m.messageId),
+    outbox.map((m) => m.type),
+    outbox.map((m) => JSON.stringify(m.headers)),
+    // A row pointing at its ticket keeps no second copy of the body.
+    outbox.map((m) => (m.ticketRef ? '' : (m.json ?? JSON.stringify(m.body)))),
+    outbox.map((m) => m.ticketRef ?? null),
+    outbound.map((o) => o.id),
+    outbound.map((o) => o.ticketId),
+    outbound.map((o) => o.channel),
+    outbound.map((o) => o.kind),
+    outbound.map((o) => o.text),
+    outbound.map((o) => JSON.stringify(o.target)),
+    outbound.map((o) => o.nextAt),
+    outbound.map((o) => o.createdAt),
+    refs.map((r) => r.ref),
+    refs.map((r) => r.ticketId),
+    e.parts?.channel ?? null,
+    e.parts?.group ?? null,
+    e.writer,
+  ]);
+  return outbox.length;
+}

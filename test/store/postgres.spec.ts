@@ -1,0 +1,305 @@
+import { expect } from 'chai';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { GatewayError } from '../../src/errors.js';
+import { PostgresStore } from '../../src/store/postgres/index.js';
+import { migrate, migrationsDir } from '../../src/store/postgres/migrate.js';
+import { T0, acceptUnit, drain, movableClock, outboundRow, outboxRow, sleep, standardDecide, storeConformance, utcDay, type MovableClock } from './conformance.js';
+
+/**
+ * The store conformance suite and the cluster's own guarantees against a real
+ * PostgreSQL on 127.0.0.1:5432. Each run works in a database of its own, created
+ * here and dropped afterwards whatever the outcome.
+ */
+
+const SERVER = 'postgres://postgres@127.0.0.1:5432';
+const admin = new pg.Pool({ connectionString: `${SERVER}/postgres`, max: 2 });
+const databases: string[] = [];
+
+async function createDatabase(): Promise<string> {
+  const name = `gw_store_${randomBytes(6).toString('hex')}`;
+  await admin.query(`CREATE DATABASE ${name}`);
+  databases.push(name);
+  return `${SERVER}/${name}`;
+}
+
+const TABLES = ['tickets', 'ticket_counters', 'dedupe', 'refs', 'outbox', 'outbound', 'kv', 'parts', 'leases', 'attachments'];
+
+describe('PostgreSQL store', function () {
+  this.timeout(60_000);
+  let url: string;
+  let db: pg.Pool;
+  /** Every store opened by a test, closed after it. */
+  let open: PostgresStore[] = [];
+
+  const start = async (clock: MovableClock, opts: { leaseMs?: number } = {}) => {
+    const s = await PostgresStore.open({ url, clock, instanceId: `i-${randomBytes(4).toString('hex')}`, leaseMs: opts.leaseMs ?? 2000 });
+    open.push(s);
+    return s;
+  };
+  const closeAll = async () => {
+    const stores = open;
+    open = [];
+    for (const s of stores) await s.close();
+  };
+
+  before(async () => {
+    url = await createDatabase();
+    db = new pg.Pool({ connectionString: url, max: 2 });
+    // Creates the schema once; each test then starts from empty tables.
+    await (await PostgresStore.open({ url, clock: movableClock(), instanceId: 'setup' })).close();
+  });
+
+  after(async () => {
+    await closeAll();
+    await db?.end();
+    for (const name of databases) await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await admin.end();
+  });
+
+  const empty = () => db.query(`TRUNCATE ${TABLES.join(', ')} RESTART IDENTITY`);
+
+  storeConformance('postgres', async (clock) => {
+    await empty();
+    const store = await start(clock);
+    return { store, reopen: () => start(clock), cleanup: closeAll };
+  });
+
+  describe('schema', () => {
+    it('instances starting together apply each migration once', async () => {
+      const fresh = await createDatabase();
+      const stores = await Promise.all(Array.from({ length: 4 }, (_, i) => PostgresStore.open({ url: fresh, clock: movableClock(), instanceId: `m${i}` })));
+      const check = new pg.Client({ connectionString: fresh });
+      await check.connect();
+      try {
+        const r = await check.query('SELECT version FROM schema_migrations ORDER BY version');
+        expect(r.rows.map((x) => x.version)).to.deep.equal(['001_init']);
+      } finally {
+        await check.end();
+        for (const s of stores) await s.close();
+      }
+    });
+
+    it('applies pending migrations in file order, once each; a failing one is rolled back and not recorded', async () => {
+      const fresh = await createDatabase();
+      const dir = mkdtempSync(join(tmpdir(), 'gw-migrations-'));
+      const pool = new pg.Pool({ connectionString: fresh, max: 4 });
+      try {
+        writeFileSync(join(dir, '002_more.sql'), 'ALTER TABLE a ADD COLUMN y integer;');
+        writeFileSync(join(dir, '001_first.sql'), 'CREATE TABLE a (x integer);');
+        writeFileSync(join(dir, 'notes.txt'), 'not a migration');
+        const runs = await Promise.all([migrate(pool, dir), migrate(pool, dir), migrate(pool, dir)]);
+        expect(runs.flat()).to.deep.equal(['001_first', '002_more']);
+        writeFileSync(join(dir, '003_broken.sql'), 'ALTER TABLE a ADD COLUMN z integer; SELECT no_such_function();');
+        const err = await migrate(pool, dir).then(
+          () => null,
+          (e: unknown) => e,
+        );
+        expect(err).to.be.instanceOf(Error);
+        const cols = await pool.query(`SELECT column_name FROM information_schema.columns WHERE table_name = 'a' ORDER BY column_name`);
+        expect(cols.rows.map((r) => r.column_name)).to.deep.equal(['x', 'y']);
+        const done = await pool.query('SELECT version FROM schema_migrations ORDER BY version');
+        expect(done.rows.map((r) => r.version)).to.deep.equal(['001_first', '002_more']);
+        // The lock was given back despite the failure.
+        writeFileSync(join(dir, '003_broken.sql'), 'ALTER TABLE a ADD COLUMN z integer;');
+        expect(await migrate(pool, dir)).to.deep.equal(['003_broken']);
+      } finally {
+        await pool.end();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it('finds its migrations from the source tree', () => {
+      expect(existsSync(join(migrationsDir(), '001_init.sql'))).to.equal(true);
+    });
+
+    it('an unreachable server is STORE_UNAVAILABLE at open', async () => {
+      const err = await PostgresStore.open({ url: 'postgres://postgres@127.0.0.1:1/none', clock: movableClock(), instanceId: 'x' }).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(err).to.be.instanceOf(GatewayError);
+      expect((err as GatewayError).code).to.equal('STORE_UNAVAILABLE');
+      expect((err as GatewayError).transient).to.equal(true);
+    });
+  });
+
+  describe('two instances on one database', () => {
+    let clock: MovableClock;
+    let a: PostgresStore;
+    let b: PostgresStore;
+    beforeEach(async () => {
+      await empty();
+      clock = movableClock();
+      a = await start(clock, { leaseMs: 1000 });
+      b = await start(clock, { leaseMs: 1000 });
+    });
+    afterEach(closeAll);
+
+    it('the same message accepted on both at once is one ticket', async () => {
+      for (const [key, windowMs] of [['keyed', null], ['windowed', 60_000]] as const) {
+        const r = await Promise.all([a.accept(acceptUnit({ key, windowMs, channel: 'sms' })), b.accept(acceptUnit({ key, windowMs, channel: 'sms' }))]);
+        expect(r.map((x) => x.status).sort()).to.deep.equal(['created', 'duplicate']);
+        expect(r[0].record.id).to.equal(r[1].record.id);
+      }
+      expect(await drain(a)).to.have.length(2);
+    });
+
+    it('two keys implying one ticket id, accepted on both at once: the loser runs again and finds the duplicate', async () => {
+      for (let round = 0; round < 5; round++) {
+        const id = `k-shared-${round}`;
+        const unitFor = (key: string) => {
+          const u = acceptUnit({ key });
+          return { ...u, keyedId: id, create: (ctx: Parameters<typeof u.create>[0]) => ({ ...u.create(ctx), id }) };
+        };
+        const r = await Promise.all([a.accept(unitFor(`x${round}`)), b.accept(unitFor(`y${round}`))]);
+        expect(r.map((x) => x.status).sort()).to.deep.equal(['created', 'duplicate']);
+        expect(r[0].record.id).to.equal(id);
+        expect(r[1].record.id).to.equal(id);
+      }
+      expect(a.lastWriteError).to.equal(null);
+      expect(b.lastWriteError).to.equal(null);
+    });
+
+    it('a value PostgreSQL cannot hold is a permanent INPUT_INVALID, not an outage', async () => {
+      const err = await a.accept(acceptUnit({ key: 'nul\u0000key' })).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(err).to.be.instanceOf(GatewayError);
+      expect((err as GatewayError).code).to.equal('INPUT_INVALID');
+      expect((err as GatewayError).transient).to.equal(false);
+      expect(a.lastWriteError).to.equal(null);
+    });
+
+    it('200 concurrent accepts split over both get 200 distinct numbers', async () => {
+      const r = await Promise.all(Array.from({ length: 200 }, (_, i) => (i % 2 ? a : b).accept(acceptUnit({ key: `s${i}` }))));
+      const numbers = new Set(r.map((x) => x.record.number));
+      expect(numbers.size).to.equal(200);
+      expect(numbers.has(`${utcDay(T0)}-000200`)).to.equal(true);
+    });
+
+    it('fireDue on both at once fires each event once', async () => {
+      for (let i = 0; i < 60; i++) await a.accept(acceptUnit({ key: `f${i}` }));
+      await drain(a);
+      const fired = (await Promise.all([a, b, a, b].map((s) => s.fireDue(T0 + 1000, 25, standardDecide(T0 + 1000))))).flat();
+      const more = (await Promise.all([a, b].map((s) => s.fireDue(T0 + 1000, 100, standardDecide(T0 + 1000))))).flat();
+      const ids = [...fired, ...more].map((x) => x.due.ticketId);
+      expect(ids).to.have.length(60);
+      expect(new Set(ids).size).to.equal(60);
+      expect(await drain(b)).to.have.length(60);
+    });
+
+    it("another instance's commit wakes this relay, and its rows are this one's to take", async () => {
+      let woken = 0;
+      b.onOutbox = () => woken++;
+      await a.append({ outbox: [outboxRow('from-a')] });
+      for (let i = 0; i < 60 && woken === 0; i++) await sleep(50);
+      expect(woken).to.be.greaterThan(0);
+      expect((await b.takeOutbox(10)).map((m) => m.messageId)).to.deep.equal(['from-a']);
+      expect(await a.takeOutbox(10)).to.deep.equal([]);
+    });
+
+    it("a dead instance's outbox rows are taken by another once its lease lapses", async () => {
+      await a.append({ outbox: [outboxRow('r1'), outboxRow('r2')] });
+      expect(await a.takeOutbox(10)).to.have.length(2);
+      // Held rows stay held while A renews them, well past one lease.
+      await sleep(1500);
+      expect(await b.takeOutbox(10)).to.deep.equal([]);
+      let woken = 0;
+      b.onOutbox = () => woken++;
+      // A dies: its connections go, and with them the renewals.
+      await a.pool.end();
+      const t0 = Date.now();
+      // B's once-a-second look finds the lapsed rows and wakes its relay without being asked.
+      while (woken === 0 && Date.now() - t0 < 10_000) await sleep(50);
+      expect(woken).to.be.greaterThan(0);
+      // Within the lease plus one poll (slack for a busy machine), far inside the contract's 15 s.
+      expect(Date.now() - t0).to.be.below(5000);
+      expect((await b.takeOutbox(10)).map((m) => m.messageId)).to.deep.equal(['r1', 'r2']);
+    });
+
+    it('close hands the rows it holds back at once', async () => {
+      await a.append({ outbox: [outboxRow('h1')] });
+      expect(await a.takeOutbox(10)).to.have.length(1);
+      await a.close();
+      expect((await b.takeOutbox(10)).map((m) => m.messageId)).to.deep.equal(['h1']);
+    });
+
+    it('parts of one message arriving on both make one group', async () => {
+      for (let round = 0; round < 10; round++) {
+        const g = `long-${round}`;
+        const [pa, pb] = await Promise.all([a.putPart('sms', g, 1, Buffer.from('one'), 'm'), b.putPart('sms', g, 2, Buffer.from('two'), 'm')]);
+        // Whichever committed second saw the whole message.
+        expect(Math.max(pa.length, pb.length)).to.equal(2);
+      }
+    });
+
+    it('a lease is handed over once its ttl passed', async () => {
+      expect(await a.acquireLease('imap', 'A', 500)).to.equal(true);
+      expect(await b.acquireLease('imap', 'B', 500)).to.equal(false);
+      await sleep(700);
+      expect(await b.acquireLease('imap', 'B', 500)).to.equal(true);
+      expect(await a.acquireLease('imap', 'A', 500)).to.equal(false);
+    });
+
+    it('leases and claims follow the database clock, whatever the instances think the time is', async () => {
+      const ahead = movableClock(T0 + 3_600_000);
+      const c = await start(ahead, { leaseMs: 1000 });
+      expect(await a.acquireLease('telegram', 'A', 5000)).to.equal(true);
+      expect(await c.acquireLease('telegram', 'C', 5000)).to.equal(false);
+      await a.append({ outbox: [outboxRow('skew')] });
+      expect(await a.takeOutbox(10)).to.have.length(1);
+      expect(await c.takeOutbox(10)).to.deep.equal([]);
+      await c.append({ outbound: [outboundRow('notice:skew', null, T0)] });
+      expect(await a.claimOutbound(T0, 10, 'sender-a', 5000)).to.have.length(1);
+      expect(await c.claimOutbound(ahead.now(), 10, 'sender-c', 5000)).to.deep.equal([]);
+    });
+
+    it('attachments saved on one instance are read on the other', async () => {
+      const data = Buffer.from([1, 2, 3, 0, 255]);
+      const saved = await a.attachmentStore(1000).save({ fileName: 'p.jpg', mimeType: 'image/jpeg', data });
+      expect(saved.url).to.equal(`/api/v1/attachments/${saved.sha256}`);
+      expect(saved.size).to.equal(5);
+      await a.attachmentStore(1000).save({ fileName: 'again.jpg', mimeType: 'image/jpeg', data });
+      expect((await b.attachmentStore(1000).read(saved.sha256))?.equals(data)).to.equal(true);
+      expect(await b.attachmentStore(1000).read('0'.repeat(64))).to.equal(null);
+      const tooBig = await a
+        .attachmentStore(2)
+        .save({ fileName: 'big', mimeType: 'x', data })
+        .catch((e: unknown) => e);
+      expect((tooBig as GatewayError).code).to.equal('INPUT_TOO_LARGE');
+    });
+
+    it('connections cut by the server: units fail as STORE_UNAVAILABLE, then recover by themselves, LISTEN included', async () => {
+      const cut = () => db.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'gateway %' AND pid <> pg_backend_pid()`);
+      await Promise.all([a.probe(), b.probe()]);
+      await cut();
+      const errors: unknown[] = [];
+      let ok = false;
+      for (let i = 0; i < 50 && !ok; i++) {
+        try {
+          await a.kvSet('app', 'k', String(i));
+          ok = true;
+        } catch (err) {
+          errors.push(err);
+          await sleep(50);
+        }
+      }
+      expect(ok).to.equal(true);
+      for (const e of errors) expect((e as GatewayError).code).to.equal('STORE_UNAVAILABLE');
+      expect(a.lastWriteError).to.equal(null);
+      expect(await a.probe()).to.equal(null);
+      // B's listener comes back within about a second and hears A again.
+      await sleep(1500);
+      let woken = 0;
+      b.onOutbox = () => woken++;
+      await a.append({ outbox: [outboxRow('after-cut')] });
+      for (let i = 0; i < 60 && woken === 0; i++) await sleep(50);
+      expect(woken).to.be.greaterThan(0);
+    });
+  });
+});
