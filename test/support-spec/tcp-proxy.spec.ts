@@ -66,6 +66,30 @@ describe('test support: TCP proxy', () => {
     expect(await roundTrip(proxy.port, 'again')).to.equal('again');
   });
 
+  it('partition: an open connection stays open but carries nothing until restore() drops it', async () => {
+    const c = connect({ port: proxy.port, host: '127.0.0.1' });
+    c.on('error', () => {});
+    await new Promise((r) => c.once('connect', r));
+    const echoed: string[] = [];
+    c.on('data', (d) => echoed.push(d.toString()));
+    c.write('one');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(echoed.join('')).to.equal('one');
+    proxy.partition();
+    let closed = false;
+    c.once('close', () => (closed = true));
+    c.write('two');
+    await new Promise((r) => setTimeout(r, 500));
+    expect(echoed.join('')).to.equal('one');
+    expect(closed, 'no reset, no FIN').to.equal(false);
+    const err = await roundTrip(proxy.port, 'x', 300).catch((e: Error) => e);
+    expect((err as Error).message).to.equal('timeout');
+    proxy.restore();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(closed).to.equal(true);
+    expect(await roundTrip(proxy.port, 'three')).to.equal('three');
+  });
+
   it('carries an AMQP connection, which a cut closes', async () => {
     vhost = await createVhost('proxy');
     const p = await TcpProxy.start(5672);

@@ -5,10 +5,10 @@ import { createServer, connect, type Server, type Socket, type AddressInfo } fro
  * client's link (one gateway instance's broker connection) while everything
  * else keeps talking to the same server directly.
  *
- * `cut('blackhole')` is a network partition: connections are torn down and new
- * ones are accepted but never answered (a client sees a hang, not a refusal).
- * `cut('refuse')` is a host that is up but has nothing listening: new
- * connections are reset at once.
+ * `cut('blackhole')`: connections are torn down and new ones are accepted but
+ * never answered (a client sees a hang, not a refusal). `cut('refuse')`: a
+ * host that is up with nothing listening, new connections are reset at once.
+ * `partition()`: nothing is torn down, nothing gets through.
  */
 export class TcpProxy {
   private readonly server: Server;
@@ -78,10 +78,23 @@ export class TcpProxy {
     for (const s of [...this.pairs]) s.destroy();
   }
 
+  /**
+   * A silent partition: open connections stay open but carry nothing either
+   * way (no reset, no FIN, so the client only finds out by its own timeouts),
+   * and new ones are blackholed, until `restore()`.
+   */
+  partition(): void {
+    this.mode = 'blackhole';
+    for (const s of this.pairs) {
+      s.unpipe();
+      s.pause();
+    }
+  }
+
   /** Forward new connections again (held blackholed ones are dropped so their clients retry). */
   restore(): void {
     this.mode = 'open';
-    // Everything still held was accepted while cut (forwarded pairs died in cut()).
+    // Whatever is still open was held silent: drop it so its client reconnects.
     for (const s of [...this.pairs]) s.destroy();
   }
 

@@ -1,0 +1,150 @@
+import { expect } from 'chai';
+import { Collector, createVhost, type Received, type Vhost } from '../support/rabbit.js';
+import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
+import { TestSmsc } from '../support/smsc.js';
+import type { GatewayProcess } from '../support/gateway.js';
+import { clusterEnv, countBy, Instances, postTicket, readyz, sleep, waitAll, type Posted } from './helpers.js';
+
+const DEADLINE_MS = 4000;
+const WARNING_RATIO = 0.8;
+
+/**
+ * Two gateway processes on one PostgreSQL database and one vhost are one
+ * gateway (contract §6): dedupe, numbers and deadlines are cluster-wide, and
+ * the parts of one long SMS may arrive on different instances' binds.
+ */
+describe('cluster: two instances on one database', function () {
+  this.timeout(120_000);
+  let db: TestDatabase;
+  let vhost: Vhost;
+  let smscA: TestSmsc;
+  let smscB: TestSmsc;
+  let a: GatewayProcess;
+  let b: GatewayProcess;
+  let created: Collector | undefined;
+  let events: Collector | undefined;
+  const instances = new Instances(() => ({
+    ...clusterEnv(db.url, vhost.url),
+    DEADLINE_MESSAGE: `${DEADLINE_MS / 1000}s`,
+    DEADLINE_WARNING_RATIO: String(WARNING_RATIO),
+    SMS_RECONNECT_MIN: '100ms',
+    SMS_RECONNECT_MAX: '500ms',
+  }));
+  /** Every ticket this file made: each must get exactly one warning and one breach. */
+  const tickets = new Map<string, string>();
+  const remember = (p: Posted) => p.id && p.respondBy && tickets.set(p.id, p.respondBy);
+
+  before(async () => {
+    db = await createTestDatabase('two');
+    vhost = await createVhost('cluster-two');
+    [smscA, smscB] = await Promise.all([TestSmsc.start(), TestSmsc.start()]);
+    // Both at once: concurrent schema creation at start must be safe.
+    [a, b] = await Promise.all([instances.spawn({ SMPP_URL: smscA.url }), instances.spawn({ SMPP_URL: smscB.url })]);
+    [created, events] = await Promise.all([Collector.open(vhost.url, 'tickets.created'), Collector.open(vhost.url, 'tickets.events')]);
+    await Promise.all([smscA.waitForBind(1, 20_000), smscB.waitForBind(1, 20_000)]);
+  });
+  after(async () => {
+    await instances.stopAll();
+    await created?.close();
+    await events?.close();
+    await smscA?.close();
+    await smscB?.close();
+    await vhost?.drop();
+    await db?.drop();
+  });
+  afterEach(function () {
+    if (this.currentTest?.state === 'failed') console.log(instances.logs());
+  });
+
+  it('both report the postgres store and are ready', async () => {
+    for (const p of [a, b]) {
+      const r = await readyz(p.baseUrl);
+      expect(r.status, JSON.stringify(r.body)).to.equal(200);
+      expect(r.body.storeKind).to.equal('postgres');
+    }
+  });
+
+  it('the same clientMessageId posted to both instances is one ticket: 202 there, 200 with the same id here', async () => {
+    const body = { clientMessageId: 'both-1', citizen: { id: 'u-both' }, content: '小区门口的下水道井盖丢失，很危险' };
+    const first = await postTicket(a.baseUrl, body);
+    const second = await postTicket(b.baseUrl, body);
+    expect(first.status).to.equal(202);
+    expect(second.status).to.equal(200);
+    expect(second.id).to.equal(first.id);
+    expect(second.number).to.equal(first.number);
+    remember(first);
+    // Both at once on the two instances: still one ticket.
+    const racing = { clientMessageId: 'both-2', citizen: { id: 'u-both' }, content: '路口红绿灯坏了' };
+    const [x, y] = await Promise.all([postTicket(a.baseUrl, racing), postTicket(b.baseUrl, racing)]);
+    expect([x.status, y.status].sort()).to.deep.equal([200, 202]);
+    expect(x.id).to.equal(y.id);
+    remember(x);
+    const ids = [first.id!, x.id!];
+    await waitAll(() => created!.messages, ids, 15_000);
+    const copies = await created!.settle((m) => ids.includes(m.body.id), 1000);
+    expect(copies).to.have.length(2);
+  });
+
+  it('200 concurrent tickets spread over both instances get 200 distinct numbers', async () => {
+    const posts = Array.from({ length: 200 }, (_, i) =>
+      postTicket(i % 2 ? a.baseUrl : b.baseUrl, { clientMessageId: `many-${i}`, citizen: { id: `u-many-${i}` }, content: `噪音扰民 第${i}号` }, 30_000),
+    );
+    const res = await Promise.all(posts);
+    expect(res.map((r) => r.status).filter((s) => s !== 202)).to.deep.equal([]);
+    res.forEach(remember);
+    const numbers = new Set(res.map((r) => r.number));
+    expect(numbers.size).to.equal(200);
+    for (const n of numbers) expect(n).to.match(/^\d{8}-\d{6}$/);
+    expect(new Set(res.map((r) => r.id)).size).to.equal(200);
+    await waitAll(() => created!.messages, res.map((r) => r.id!), 30_000);
+    // The published tickets carry the numbers the API answered, once each.
+    const mine = new Set(res.map((r) => r.id));
+    const published = created!.messages.filter((m) => mine.has(m.body.id));
+    expect(new Set(published.map((m) => m.body.number)).size).to.equal(200);
+  });
+
+  it('a 3-part SMS whose parts arrive on the two instances\' binds is one complete ticket', async () => {
+    const text = '您好，我们小区的垃圾已经三天没有人清运了，天气炎热气味很大，蚊蝇很多，居民反映强烈，请环卫部门尽快处理。小区地址是幸福路18号。';
+    const segs = smscA.segments(text, { method: 'udh8', ref: 0x5a, parts: 3, from: '13912345678' });
+    // Part 2 on A's bind, 1 and 3 on B's: neither instance ever holds the whole message alone.
+    expect(await smscA.deliver(segs[1]!)).to.equal(0);
+    expect(await smscB.deliver(segs[0]!)).to.equal(0);
+    expect(await smscB.deliver(segs[2]!)).to.equal(0);
+    const [t] = await created!.waitFor((m) => m.body.channel === 'sms' && m.body.citizen?.phone?.endsWith('13912345678'), 1, 15_000);
+    expect(t!.body.content).to.equal(text);
+    expect(t!.body.incomplete).to.equal(false);
+    const all = await created!.settle((m) => m.body.channel === 'sms', 1500);
+    expect(all, 'one ticket, not one per instance or per part').to.have.length(1);
+    tickets.set(t!.body.id, t!.body.deadline.respondBy);
+  });
+
+  it('each deadline warning and breach fires once across the two instances, about on time', async function () {
+    const ids = [...tickets.keys()];
+    expect(ids.length).to.be.at.least(200);
+    const kind = (k: string) => (m: Received) => m.routingKey.startsWith(`ticket.deadline.${k}.`) && tickets.has(m.body.ticketId);
+    const latest = Math.max(...[...tickets.values()].map((r) => Date.parse(r)));
+    await sleep(Math.max(0, latest - Date.now()));
+    await waitAll(() => events!.messages.filter(kind('breached')), ids, 15_000, (m) => m.body.ticketId);
+    // Long enough for a second instance's duplicate to show up.
+    await sleep(2000);
+    for (const k of ['warning', 'breached']) {
+      const per = countBy(events!.messages.filter(kind(k)), (m) => m.body.ticketId);
+      const twice = [...per].filter(([, n]) => n > 1);
+      expect(twice, `${k} fired more than once`).to.deep.equal([]);
+      expect(per.size, `${k} count`).to.equal(ids.length);
+    }
+    // Lateness by the event's own `at` against when it was due.
+    const late = (k: string, dueOf: (respondBy: number) => number) =>
+      events!.messages.filter(kind(k)).map((m) => Date.parse(m.body.at) - dueOf(Date.parse(m.body.respondBy)));
+    const warnLate = late('warning', (r) => r - DEADLINE_MS * (1 - WARNING_RATIO));
+    const breachLate = late('breached', (r) => r);
+    const stats = (xs: number[]) => {
+      const s = [...xs].sort((p, q) => p - q);
+      return { min: s[0]!, p50: s[Math.floor(s.length / 2)]!, max: s[s.length - 1]! };
+    };
+    console.log(`      deadline lateness over ${ids.length} tickets, ms: warning ${JSON.stringify(stats(warnLate))}, breach ${JSON.stringify(stats(breachLate))}`);
+    // Never early; "within 1 s" is the contract, checked loosely on a shared 2-core machine.
+    expect(Math.min(...warnLate, ...breachLate)).to.be.at.least(-50);
+    expect(Math.max(...breachLate)).to.be.below(3000);
+  });
+});
