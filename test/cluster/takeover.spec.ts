@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { Collector, createVhost, RABBIT_PORT, type Received, type Vhost } from '../support/rabbit.js';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
 import { TcpProxy } from '../support/tcp-proxy.js';
+import { TestSmsc } from '../support/smsc.js';
 import { waitUntil, type GatewayProcess } from '../support/gateway.js';
 import { clusterEnv, Instances, load, postTicket, readyz, sleep, waitAll } from './helpers.js';
 
@@ -19,6 +20,8 @@ describe('cluster: an instance cut off from the broker and then killed strands n
   let db: TestDatabase;
   let vhost: Vhost;
   let b: GatewayProcess;
+  let smscA: TestSmsc | undefined;
+  let smscB: TestSmsc | undefined;
   let created: Collector | undefined;
   let events: Collector | undefined;
   const proxies: TcpProxy[] = [];
@@ -49,7 +52,8 @@ describe('cluster: an instance cut off from the broker and then killed strands n
   before(async () => {
     db = await createTestDatabase('takeover');
     vhost = await createVhost('cluster-takeover');
-    b = await instances.spawn();
+    [smscA, smscB] = await Promise.all([TestSmsc.start(), TestSmsc.start()]);
+    b = await instances.spawn({ SMPP_URL: smscB.url, SMS_RECONNECT_MIN: '100ms', SMS_RECONNECT_MAX: '500ms' });
     [created, events] = await Promise.all([Collector.open(vhost.url, 'tickets.created'), Collector.open(vhost.url, 'tickets.events')]);
   });
   after(async () => {
@@ -57,6 +61,8 @@ describe('cluster: an instance cut off from the broker and then killed strands n
     await created?.close();
     await events?.close();
     for (const p of proxies) await p.close();
+    await smscA?.close();
+    await smscB?.close();
     await vhost?.drop();
     await db?.drop();
   });
@@ -115,5 +121,27 @@ describe('cluster: an instance cut off from the broker and then killed strands n
     );
     expect(elapsed, 'contract: within 15 s').to.be.at.most(15_000);
     await breachesOnce([...rec.acked]);
+  });
+
+  it('a receipt A was sending when it died is sent by B within 15 s', async () => {
+    const a = await instances.spawn({ SMPP_URL: smscA!.url, SMS_RECONNECT_MIN: '100ms', SMS_RECONNECT_MAX: '500ms' });
+    await smscA!.waitForBind(1, 20_000);
+    await smscB!.waitForBind(1, 20_000);
+    // A's SMSC takes the receipt's submit_sm and never answers: A dies mid-send.
+    smscA!.holdSubmits();
+    const from = '13500003333';
+    expect(await smscA!.deliverText('我家门前的消防通道被车辆长期占用', { from })).to.equal(0);
+    const [t] = await created!.waitFor((m) => m.body.channel === 'sms' && m.body.citizen?.phone?.endsWith(from), 1, 15_000);
+    await smscA!.waitUntil(() => smscA!.heldSubmits > 0, 10_000, 'A to send the receipt');
+    a.kill('SIGKILL');
+    await a.exited;
+    const killedAt = Date.now();
+    const receipt = () => smscB!.messages().find((m) => m.destination.endsWith(from) && m.text.includes(t!.body.number));
+    // Waits a little past the contract's 15 s so a miss shows how far off it was, not a bare timeout.
+    await waitUntil(() => receipt() !== undefined, 20_000, 'B to send the receipt of the ticket A was sending one for when it died').catch(() => {});
+    const sentAfter = receipt() ? receipt()!.parts[0]!.at - killedAt : Number.POSITIVE_INFINITY;
+    console.log(`      receipt of A's ticket sent by B ${Number.isFinite(sentAfter) ? `${sentAfter} ms` : 'not within 20 s'} after A was killed`);
+    expect(sentAfter, 'contract: within 15 s').to.be.at.most(15_000);
+    await events!.waitFor((m) => m.routingKey === 'ticket.acknowledged.sms' && m.body.ticketId === t!.body.id, 1, 15_000);
   });
 });
