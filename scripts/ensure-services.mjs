@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Makes sure what the tests talk to is there: RabbitMQ running on 127.0.0.1:5672,
-// and the Debian packages the tests start privately (Dovecot, Chromium). Starts
+// PostgreSQL on 127.0.0.1:5432, and the Debian packages the tests start privately (Dovecot, Chromium). Starts
 // or installs what is missing when it can, otherwise fails with one clear line.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -59,11 +59,25 @@ async function ensureRabbit() {
   spawnSync('rabbitmqctl', ['-q', 'await_startup'], { stdio: 'ignore', timeout: 60_000 });
 }
 
+// The PostgreSQL store's tests (DATABASE_URL) make their own databases on the Debian
+// cluster 15/main as user postgres without a password; private clusters for outage
+// tests run from the same binaries.
+async function ensurePostgres() {
+  if (await portOpen(5432)) return;
+  if (!existsSync('/usr/lib/postgresql/15/bin/initdb')) aptInstall(['postgresql-15'], 'PostgreSQL 15');
+  console.log('ensure-services: starting PostgreSQL (pg_ctlcluster 15 main start)');
+  const r = spawnSync('pg_ctlcluster', ['15', 'main', 'start'], { stdio: 'inherit', timeout: 60_000 });
+  if (r.status !== 0 || !(await portOpen(5432))) {
+    fail('PostgreSQL is not listening on 127.0.0.1:5432; start it with: pg_ctlcluster 15 main start (the tests connect as postgres with trust auth)');
+  }
+}
+
 function ensurePackage(binary, pkgs, why) {
   if (!existsSync(binary)) aptInstall(pkgs, why);
 }
 
 await ensureRabbit();
+await ensurePostgres();
 ensurePackage('/usr/sbin/dovecot', ['dovecot-imapd'], 'the IMAP server used by the mailbox tests (Dovecot)');
 ensurePackage('/usr/bin/chromium', ['chromium'], 'the browser used by the web form tests (Chromium)');
 // The fault suite's read-only-store fault mounts the data directory on a small FUSE filesystem.
@@ -75,4 +89,4 @@ if (!existsSync('/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc') && isRoot && exi
   const r = spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'fonts-wqy-zenhei'], { stdio: 'ignore', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
   if (r.status !== 0) console.log('ensure-services: fonts-wqy-zenhei not installed; page screenshots may show boxes for Chinese text');
 }
-console.log('ensure-services: RabbitMQ, Dovecot, Chromium and FUSE are ready');
+console.log('ensure-services: RabbitMQ, PostgreSQL, Dovecot, Chromium and FUSE are ready');

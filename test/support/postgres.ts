@@ -43,10 +43,12 @@ async function admin<T>(url: string, f: (c: pg.Client) => Promise<T>): Promise<T
  */
 export async function createTestDatabase(purpose = 'test', server = adminUrl()): Promise<TestDatabase> {
   if (!(await portOpen(Number(new URL(server).port || PG_PORT), new URL(server).hostname))) {
-    throw new Error(`PostgreSQL is not listening at ${new URL(server).host}: run 'node scripts/ensure-services.mjs' (or 'pg_ctlcluster 15 main start')`);
+    throw new Error(`PostgreSQL is not listening at ${new URL(server).host}: run 'node scripts/ensure-services.mjs' (or: pg_ctlcluster 15 main start)`);
   }
   const name = `gw_${purpose.replace(/[^a-z0-9]/gi, '').toLowerCase()}_${randomBytes(4).toString('hex')}`;
-  await admin(server, (c) => c.query(`CREATE DATABASE ${name}`));
+  await admin(server, (c) => c.query(`CREATE DATABASE ${name}`)).catch((err: Error) => {
+    throw new Error(`cannot create a test database at ${new URL(server).host} as user postgres (trust auth expected): ${err.message}`);
+  });
   const url = new URL(server);
   url.pathname = `/${name}`;
   let dropped = false;
