@@ -165,7 +165,7 @@ export class Gateway {
     return app;
   }
 
-  async readiness(): Promise<{ ready: boolean; reasons: string[]; store: string; storeKind: string; broker: 'up' | 'down'; brokerError?: string; backlog: number; channels: Record<string, unknown> }> {
+  async readiness(): Promise<{ ready: boolean; reasons: string[]; store: string; storeKind: string; leases?: string[]; broker: 'up' | 'down'; brokerError?: string; backlog: number; channels: Record<string, unknown> }> {
     const reasons: string[] = [];
     if (this.closing) reasons.push('shutting down');
     const storeErr = this.store.isClosed ? new GatewayError('STORE_CLOSED', 'store is closed') : await this.store.probe();
@@ -177,6 +177,8 @@ export class Gateway {
       reasons,
       store: storeErr ? 'unusable' : 'ok',
       storeKind: this.store.kind,
+      // In a cluster: which exclusive work (IMAP reading, Telegram polling) this instance does now.
+      ...(this.store.kind === 'sqlite' ? {} : { leases: [...this.leases.values()].filter((l) => l.held).map((l) => l.name) }),
       broker: this.broker.state,
       // Why it is down (a refused login, a missing vhost, nobody listening): the operator's first question.
       ...(this.broker.state === 'down' && this.broker.lastError ? { brokerError: this.broker.lastError } : {}),

@@ -5,6 +5,7 @@ import {
   DeadlineEvent,
   IntakeRejected,
   MessageHeaders,
+  ReplyFailedHeaders,
   RejectedHeaders,
   ReplyFailed,
   ReplyMessage,
@@ -29,12 +30,13 @@ function jsonSchema(schema: z.ZodType, io: 'input' | 'output' = 'output'): Recor
   return rest;
 }
 
-type SchemaName = 'TicketV1' | 'MessageHeaders' | 'RejectedHeaders' | 'TicketAcknowledged' | 'DeadlineEvent' | 'TicketResponded' | 'TicketFollowup' | 'IntakeRejected' | 'ReplyFailed' | 'ReplyMessage';
+type SchemaName = 'TicketV1' | 'MessageHeaders' | 'ReplyFailedHeaders' | 'RejectedHeaders' | 'TicketAcknowledged' | 'DeadlineEvent' | 'TicketResponded' | 'TicketFollowup' | 'IntakeRejected' | 'ReplyFailed' | 'ReplyMessage';
 
 function schemas(): Record<SchemaName, Record<string, unknown>> {
   return {
     TicketV1: jsonSchema(TicketV1),
     MessageHeaders: jsonSchema(MessageHeaders),
+    ReplyFailedHeaders: jsonSchema(ReplyFailedHeaders),
     RejectedHeaders: jsonSchema(RejectedHeaders),
     TicketAcknowledged: jsonSchema(TicketAcknowledged),
     DeadlineEvent: jsonSchema(DeadlineEvent),
@@ -130,8 +132,8 @@ const PUBLISHED: Published[] = [
     description:
       'A receipt, reply or notice failed for good, or a message on tickets.replies was refused (invalid, or no such ticket: then the channel is `unknown` and the headers carry no ticket facts).',
     payload: 'ReplyFailed',
-    headers: 'MessageHeaders',
-    messageId: 'stable id derived from replyId',
+    headers: 'ReplyFailedHeaders',
+    messageId: 'stable id derived from the ticket id and replyId',
   },
 ];
 

@@ -25,6 +25,11 @@ export const MessageHeaders = z
   .describe('AMQP headers on every message, so consumers can route and filter without parsing the body');
 export type MessageHeaders = z.infer<typeof MessageHeaders>;
 
+export const ReplyFailedHeaders = MessageHeaders.extend({
+  channel: z.union([Channel, z.literal('unknown')]).describe('The ticket’s channel; `unknown` when the reply named no ticket the gateway knows'),
+}).describe('Headers of reply.failed: the ticket’s facts, or "none" values when there is no such ticket');
+export type ReplyFailedHeaders = z.infer<typeof ReplyFailedHeaders>;
+
 export const RejectedHeaders = MessageHeaders.extend({
   category: z.literal('unknown'),
   language: z.literal('und'),

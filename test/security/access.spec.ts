@@ -321,8 +321,8 @@ describe('security: who may do what (contract section 5)', function () {
 
 describe('security: keys and roles in the configuration', () => {
   it('a key or a client name in both APP_API_KEYS and DOWNSTREAM_API_KEYS stops start-up, naming the setting', () => {
-    expect(() => loadConfig({}, { APP_API_KEYS: 'app:k1', DOWNSTREAM_API_KEYS: 'ops:k1' })).to.throw(/DOWNSTREAM_API_KEYS = "\*\*\*": .*also in APP_API_KEYS/);
-    expect(() => loadConfig({}, { APP_API_KEYS: 'app:k1', DOWNSTREAM_API_KEYS: 'app:k2' })).to.throw(/DOWNSTREAM_API_KEYS = "\*\*\*": client name app is also in APP_API_KEYS/);
+    expect(() => loadConfig({}, { APP_API_KEYS: 'app:k1', DOWNSTREAM_API_KEYS: 'ops:k1' })).to.throw(/DOWNSTREAM_API_KEYS = "ops:\*\*\*": .*also in APP_API_KEYS/);
+    expect(() => loadConfig({}, { APP_API_KEYS: 'app:k1', DOWNSTREAM_API_KEYS: 'app:k2' })).to.throw(/DOWNSTREAM_API_KEYS = "app:\*\*\*": client name app is also in APP_API_KEYS/);
     const c = loadConfig({}, { APP_API_KEYS: 'app:k1', DOWNSTREAM_API_KEYS: 'ops:k2,ops:k3' });
     expect([...c.DOWNSTREAM_API_KEYS]).to.deep.equal([
       ['k2', 'ops'],
