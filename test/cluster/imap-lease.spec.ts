@@ -6,16 +6,11 @@ import { waitUntil, type GatewayProcess } from '../support/gateway.js';
 import { buildMail, uniqueId } from '../fixtures/mail/build.js';
 import { clusterEnv, Instances, readyz, sleep, waitAll } from './helpers.js';
 
-/**
- * Whether /readyz says this instance holds the IMAP lease: a top-level
- * `leases` list when there is one, else the mailbox channel's own status.
- */
+/** Whether /readyz lists the IMAP lease among those this instance holds (contract §6). */
 async function readsImap(p: GatewayProcess): Promise<boolean> {
-  const body = (await readyz(p.baseUrl)).body;
-  const leases = body?.leases;
-  if (Array.isArray(leases)) return leases.some((l) => (typeof l === 'string' ? l : l?.held !== false ? String(l?.lease ?? l?.name ?? '') : '').includes('imap'));
-  if (leases && typeof leases === 'object') return Object.entries(leases).some(([k, v]) => k.includes('imap') && Boolean(v));
-  return body?.channels?.mailbox?.imap?.lease === 'held';
+  const leases = (await readyz(p.baseUrl)).body?.leases as string[] | undefined;
+  expect(leases, '/readyz leases').to.be.an('array');
+  return leases!.includes('mailbox:imap');
 }
 
 /**

@@ -63,6 +63,8 @@ describe('cluster: two instances on one database', function () {
       const r = await readyz(p.baseUrl);
       expect(r.status, JSON.stringify(r.body)).to.equal(200);
       expect(r.body.storeKind).to.equal('postgres');
+      // No IMAP or Telegram polling here: nothing to hold.
+      expect(r.body.leases).to.deep.equal([]);
     }
   });
 
@@ -186,22 +188,29 @@ describe('cluster: two instances on one database', function () {
     await waitAll(() => events!.messages.filter(kind('breached')), ids, 15_000, (m) => m.body.ticketId);
     // Long enough for a second instance's duplicate to show up.
     await sleep(2000);
-    for (const k of ['warning', 'breached']) {
-      const per = countBy(events!.messages.filter(kind(k)), (m) => m.body.ticketId);
-      const twice = [...per].filter(([, n]) => n > 1);
-      expect(twice, `${k} fired more than once`).to.deep.equal([]);
-      expect(per.size, `${k} count`).to.equal(ids.length);
-    }
+    const warnings = countBy(events!.messages.filter(kind('warning')), (m) => m.body.ticketId);
+    const breaches = countBy(events!.messages.filter(kind('breached')), (m) => m.body.ticketId);
     // Lateness by the event's own `at` against when it was due.
     const late = (k: string, dueOf: (respondBy: number) => number) =>
       events!.messages.filter(kind(k)).map((m) => Date.parse(m.body.at) - dueOf(Date.parse(m.body.respondBy)));
-    const warnLate = late('warning', (r) => r - DEADLINE_MS * (1 - WARNING_RATIO));
+    const gap = DEADLINE_MS * (1 - WARNING_RATIO);
+    const warnLate = late('warning', (r) => r - gap);
     const breachLate = late('breached', (r) => r);
     const stats = (xs: number[]) => {
       const s = [...xs].sort((p, q) => p - q);
       return { min: s[0]!, p50: s[Math.floor(s.length / 2)]!, max: s[s.length - 1]! };
     };
-    console.log(`      deadline lateness over ${ids.length} tickets, ms: warning ${JSON.stringify(stats(warnLate))}, breach ${JSON.stringify(stats(breachLate))}`);
+    const skipped = ids.length - warnings.size;
+    console.log(
+      `      deadline lateness over ${ids.length} tickets, ms: warning ${JSON.stringify(stats(warnLate))}, breach ${JSON.stringify(stats(breachLate))}; ${skipped} warnings skipped`,
+    );
+    expect([...warnings].filter(([, n]) => n > 1), 'warnings fired more than once').to.deep.equal([]);
+    expect([...breaches].filter(([, n]) => n > 1), 'breaches fired more than once').to.deep.equal([]);
+    expect(breaches.size, 'tickets with a breach').to.equal(ids.length);
+    // The scheduler skips a warning whose breach is due too (contract §3). On a machine so
+    // loaded that warnings run seconds late that happens, and says nothing about the cluster;
+    // while they run on time none may be missing.
+    if (Math.max(...warnLate) < gap / 2) expect(skipped, 'warnings missing although the scheduler kept time').to.equal(0);
     // Never early; "within 1 s" is the contract, checked loosely on a shared 2-core machine.
     expect(Math.min(...warnLate, ...breachLate)).to.be.at.least(-50);
     expect(Math.max(...breachLate)).to.be.below(5000);
