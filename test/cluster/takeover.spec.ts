@@ -123,6 +123,25 @@ describe('cluster: an instance cut off from the broker and then killed strands n
     await breachesOnce([...rec.acked]);
   });
 
+  it('link lost under load, A stays up but cannot reconnect: B publishes everything A acknowledged within 15 s', async () => {
+    const { a, proxy } = await spawnA();
+    const l = load(() => [a.baseUrl], 'alive', 4);
+    await sleep(1500);
+    // First silence, so A's relay takes rows it cannot get confirmed; then the reset, which A notices at once.
+    proxy.partition();
+    await sleep(1500);
+    proxy.cut();
+    const cutAt = Date.now();
+    await sleep(1000);
+    const rec = await l.stop();
+    await waitAll(() => created!.messages, rec.acked, 15_000).catch(() => {});
+    const left = [...rec.acked].filter((id) => !created!.messages.some((m) => m.body.id === id));
+    console.log(`      A acknowledged ${rec.acked.size}; ${left.length} still unpublished ${Date.now() - cutAt} ms after its link was cut`);
+    expect(left, 'acknowledged by A, held by A, published by nobody').to.deep.equal([]);
+    a.kill('SIGKILL');
+    await a.exited;
+  });
+
   it('a receipt A was sending when it died is sent by B within 15 s', async () => {
     const a = await instances.spawn({ SMPP_URL: smscA!.url, SMS_RECONNECT_MIN: '100ms', SMS_RECONNECT_MAX: '500ms' });
     await smscA!.waitForBind(1, 20_000);
