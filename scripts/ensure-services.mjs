@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Makes sure what the tests talk to is there: RabbitMQ running on 127.0.0.1:5672,
-// and the Debian packages the tests start privately (Dovecot, Chromium). Starts
+// PostgreSQL on 127.0.0.1:5432, and the Debian packages the tests start privately (Dovecot, Chromium). Starts
 // or installs what is missing when it can, otherwise fails with one clear line.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';

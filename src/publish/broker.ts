@@ -261,6 +261,8 @@ export class Broker {
     if (this.inflight.size) this.metrics.publishRetries.inc({ reason: 'connection_lost' }, this.inflight.size);
     this.inflight.clear();
     this.retry = [];
+    // Hand back what this relay took, so an instance still linked to a broker publishes it now.
+    void this.store.releaseOutbox().catch(() => undefined);
     this.returned.clear();
     const w = this.drainWaiters;
     this.drainWaiters = [];
