@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { GatewayError } from '../../src/errors.js';
 import { PostgresStore } from '../../src/store/postgres/index.js';
-import { PG_SERVER } from '../support/pg-database.js';
+import { PG_SERVER } from '../support/postgres.js';
 import { migrate, migrationsDir } from '../../src/store/postgres/migrate.js';
 import { T0, acceptUnit, drain, movableClock, outboundRow, outboxRow, sleep, standardDecide, storeConformance, utcDay, type MovableClock } from './conformance.js';
 

@@ -5,7 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { loadConfig, projectRoot, type ConfigInput } from '../../src/config.js';
 import { Gateway, openGateway, type GatewayOptions } from '../../src/gateway.js';
-import { createTestDatabase, type TestDatabase } from './pg-database.js';
+import { createTestDatabase, type TestDatabase } from './postgres.js';
 import { Collector, createVhost, portOpen, type Vhost } from './rabbit.js';
 import { QUEUES } from '../../src/publish/topology.js';
 import { SqliteStore } from '../../src/store/sqlite/index.js';

@@ -14,8 +14,14 @@ export const PG_HOST = '127.0.0.1';
 export const PG_PORT = 5432;
 export const PG_BIN = '/usr/lib/postgresql/15/bin';
 
-function adminUrl(port = PG_PORT, host = PG_HOST): string {
-  return `postgres://postgres@${host}:${port}/postgres`;
+/**
+ * The server the tests make their databases on (a role that may CREATE DATABASE, no
+ * database in the URL): the shared one on 127.0.0.1:5432, or TEST_PG_URL. Tests never stop it.
+ */
+export const PG_SERVER = (process.env.TEST_PG_URL ?? `postgres://postgres@${PG_HOST}:${PG_PORT}`).replace(/\/+$/, '');
+
+function adminUrl(): string {
+  return `${PG_SERVER}/postgres`;
 }
 
 export interface TestDatabase {
@@ -87,7 +93,7 @@ export class PrivatePostgres {
 
   /** Server URL (database `postgres`); a test makes its own database with `createTestDatabase(purpose, pg.url)`. */
   get url(): string {
-    return adminUrl(this.port);
+    return `postgres://postgres@${PG_HOST}:${this.port}/postgres`;
   }
 
   private async asPostgres(cmd: string, args: string[], timeoutMs = 60_000): Promise<string> {
