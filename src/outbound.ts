@@ -13,11 +13,12 @@ const CONCURRENCY = 32;
 const THREAD_ROWS = 50;
 const MAX_SLEEP = 60_000;
 /**
- * A row taken for sending is this instance's for this long; if it dies mid-send
- * another instance sends it after the lease lapses (at most one extra send, the
- * price of never losing one).
+ * A row taken for sending is this instance's for this long, renewed every third of
+ * it while the send is in flight; if the instance dies mid-send another one sends
+ * it once the lease lapses (at most one extra send, the price of never losing one),
+ * well within the 15 s the contract gives a dead instance's work.
  */
-const SEND_LEASE = 60_000;
+const SEND_LEASE = 9_000;
 
 /**
  * Sends receipts, replies and notices through the ticket's own channel. Rows are
@@ -29,6 +30,7 @@ const SEND_LEASE = 60_000;
  */
 export class OutboundDispatcher {
   private timer: NodeJS.Timeout | null = null;
+  private renewTimer: NodeJS.Timeout | null = null;
   private armedFor: number | null = null;
   private inflight = new Set<string>();
   private stopped = false;
@@ -49,6 +51,13 @@ export class OutboundDispatcher {
   ) {}
 
   start(): void {
+    this.renewTimer = setInterval(() => {
+      if (this.inflight.size === 0 || this.store.isClosed) return;
+      this.store.renewOutbound(this.owner, [...this.inflight], SEND_LEASE).catch((err: unknown) => {
+        this.logger.warn({ err: errorMessage(err) }, 'could not renew the claim on messages being sent');
+      });
+    }, SEND_LEASE / 3);
+    this.renewTimer.unref();
     this.wake();
   }
 
@@ -171,6 +180,7 @@ export class OutboundDispatcher {
   async stop(graceMs: number): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.renewTimer) clearInterval(this.renewTimer);
     const until = Date.now() + graceMs;
     while (this.inflight.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
   }

@@ -141,7 +141,7 @@ export class Broker {
   private async connectTo(url: string): Promise<boolean> {
     let conn: ChannelModel | null = null;
     try {
-      conn = await amqp.connect(url, { clientProperties: { connection_name: 'intake-gateway' }, timeout: 5000 });
+      conn = await amqp.connect(withHeartbeat(url), { clientProperties: { connection_name: 'intake-gateway' }, timeout: 5000 });
       conn.on('error', (err: Error) => {
         // The reason a live link is closed (CONNECTION_FORCED, a missed heartbeat) stays on /readyz until it returns.
         this.lastError = connectFailure(err, url).reason;
@@ -437,6 +437,22 @@ export class Broker {
     if (conn) await conn.close().catch(() => {});
   }
 }
+
+/**
+ * A link whose peer vanished without closing it (a network partition, a node that
+ * lost power) is only noticed by AMQP heartbeats: without them the relay goes on
+ * taking outbox rows into a dead socket for minutes. 10 s unless the URL names one.
+ */
+export function withHeartbeat(url: string): string {
+  try {
+    const u = new URL(url);
+    if (!u.searchParams.has('heartbeat')) u.searchParams.set('heartbeat', String(HEARTBEAT_SECONDS));
+    return u.toString();
+  } catch {
+    return url;
+  }
+}
+const HEARTBEAT_SECONDS = 10;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

@@ -274,6 +274,8 @@ export interface Store {
    * `leaseMs` (another instance takes them once the lease lapses).
    */
   claimOutbound(now: number, limit: number, owner: string, leaseMs: number): Promise<OutboundRecord[]>;
+  /** Extends `owner`'s claim on rows it is still sending (a slow send must not be taken by another sender). */
+  renewOutbound(owner: string, ids: string[], leaseMs: number): Promise<void>;
   /** The row went out: record it, and apply what it means for its ticket (lifecycle). */
   outboundSent(id: string, result: OutboundResult, change: ((t: TicketRecord, now: number) => TicketChange | null) | null): Promise<void>;
   outboundRetry(id: string, nextAt: number, error: string): Promise<void>;

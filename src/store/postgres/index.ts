@@ -350,6 +350,10 @@ export class PostgresStore implements Store {
     this.claimOwners.add(owner);
     return this.unit((db) => B.claimOutbound(db, now, limit, owner, leaseMs), false);
   }
+  renewOutbound(owner: string, ids: string[], leaseMs: number): Promise<void> {
+    return this.unit((db) => B.renewOutbound(db, owner, ids, leaseMs), false);
+  }
+
 
   outboundSent(id: string, result: OutboundResult, change: ((t: TicketRecord, now: number) => TicketChange | null) | null): Promise<void> {
     return this.unit(async (c, u) => {

@@ -58,6 +58,11 @@ export async function claimOutbound(db: Db, now: number, limit: number, owner: s
   return (rs as (OutboundRow & { ord: number })[]).sort((a, b) => a.next_at - b.next_at || a.ord - b.ord).map(toOutboundRecord);
 }
 
+/** Extends this sender's claim on rows it is still sending. */
+export async function renewOutbound(db: Db, owner: string, ids: string[], leaseMs: number): Promise<void> {
+  await query(db, `UPDATE outbound SET lease_until = clock_timestamp() + $3 ${MS} WHERE owner = $1 AND id = ANY($2::text[]) AND state = 'pending'`, [owner, ids, leaseMs]);
+}
+
 /** Marks the row sent; its ticket id (null when it has none or the row is unknown). */
 export async function markSent(db: Db, id: string, now: number, result: OutboundResult): Promise<{ ticketId: string | null } | null> {
   const r = await first<{ ticket_id: string | null }>(

@@ -248,6 +248,11 @@ export class SqliteStore implements Store {
     return out;
   }
 
+  async renewOutbound(_owner: string, ids: string[], leaseMs: number): Promise<void> {
+    const until = this.clock.now() + leaseMs;
+    for (const id of ids) if (this.claims.has(id)) this.claims.set(id, until);
+  }
+
   outboundSent(id: string, result: OutboundResult, change: ((t: TicketRecord, now: number) => TicketChange | null) | null): Promise<void> {
     const j = this.journal;
     return j
