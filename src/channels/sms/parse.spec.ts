@@ -107,6 +107,11 @@ describe('sms/parse', () => {
       expect(c).to.include({ kind: 'reject', reason: 'not_service_number' });
     });
 
+    it('a command field that cannot be turned into text is still a typed reject (found by the fuzz suite)', () => {
+      const c = classify({ command: { toString: [] } }, { serviceNumber: SVC });
+      expect(c).to.include({ kind: 'reject', reason: 'parse_error' });
+    });
+
     it('rejects a malformed PDU with the reason and the raw fields', () => {
       const c = classify(pdu({ source_addr: undefined }), { serviceNumber: SVC });
       expect(c.kind).to.equal('reject');

@@ -242,7 +242,9 @@ export function classify(input: Record<string, unknown>, opts: ClassifyOptions):
   const parsed = MoPdu.safeParse(input);
   if (!parsed.success) {
     const issues = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
-    return { kind: 'reject', reason: 'parse_error', detail: `malformed ${String(input.command)}: ${issues}`, raw };
+    // The command name is only for the operator; a field of any type must not throw here.
+    const command = typeof input.command === 'string' ? input.command : 'PDU';
+    return { kind: 'reject', reason: 'parse_error', detail: `malformed ${command}: ${issues}`, raw };
   }
   const pdu = parsed.data;
   const dataCoding = pdu.data_coding ?? 0;
