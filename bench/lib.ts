@@ -18,8 +18,6 @@ export interface LoadOptions {
   body: (i: number) => string;
   total: number;
   concurrency: number;
-  /** Requests per second; absent = open loop (as fast as answers come). */
-  rate?: number;
   /** Called with the response body of a 2xx answer, and the time the request was sent. */
   onAnswer?: (i: number, status: number, body: string, sentAt: number) => void;
 }
@@ -32,7 +30,12 @@ export interface LoadResult {
   latencyMs: number[];
 }
 
-/** Keep-alive HTTP POST load with bounded concurrency, optionally paced to a fixed rate. */
+/**
+ * Keep-alive HTTP POST load with bounded concurrency, each client sending its next
+ * request when its answer is in (as fast as answers come). Fixed rates go through
+ * `openLoop` (openloop.ts): pacing these clients would hide the time a request
+ * waits for a free client.
+ */
 export async function httpLoad(o: LoadOptions): Promise<LoadResult> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: o.concurrency });
   const url = new URL(o.url);
@@ -71,11 +74,6 @@ export async function httpLoad(o: LoadOptions): Promise<LoadResult> {
     for (;;) {
       const i = next++;
       if (i >= o.total) return;
-      if (o.rate) {
-        const due = t0 + (i / o.rate) * 1000;
-        const wait = due - performance.now();
-        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      }
       await one(i);
     }
   };

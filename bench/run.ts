@@ -1,121 +1,74 @@
 import { spawn } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
-import amqp from 'amqplib';
 import { createVhost } from '../test/support/rabbit.js';
-import { freePort, spawnGateway, tempDir, TEST_API_KEY } from '../test/support/gateway.js';
-import { brokerPid, brokerReady, cpuMeter, fmt, httpLoad, percentile, rawConfirmedPublish } from './lib.js';
+import { freePort } from '../test/support/gateway.js';
+import { brokerPid, cpuMeter, fmt, httpLoad, rawConfirmedPublish } from './lib.js';
+import { machineMeter, type MachineLoad } from './machine.js';
+import { runMode, type Mode, type ModeResult, type ModeSizes } from './modes.js';
 import { projectRoot } from '../src/config.js';
 import { benchDeadlines } from './deadlines.js';
 import { benchSms } from './sms.js';
 import { ticketBody } from './bodies.js';
 
 /**
- * `npm run bench`: the app API measured against baselines taken in the same run
+ * `npm run bench`: the app API on SQLite (one instance) and on PostgreSQL (one and
+ * two instances on one database), measured against baselines taken in the same run
  * on the same machine and broker: raw amqplib confirmed publishing to a quorum
- * queue, and a bare Express 5 JSON endpoint. Sizes can be scaled with
- * BENCH_SCALE (1 = default).
+ * queue, and a bare Express 5 JSON endpoint. The modes and bare Express run three
+ * times, interleaved, and each figure is the median of the three, because the
+ * machine is shared and one run can land on a busy minute; the machine's load
+ * during each run is printed beside the figures.
+ *
+ * `--quick`: one round, smaller sizes, no million-deadline run (for development).
+ * `--scale=x` scales the message counts; `--modes=sqlite,pg1,pg2` picks modes;
+ * `--modes-only` leaves out the SMS and deadline sections. The report is also
+ * written to bench/results/.
  */
-const SCALE = Number(process.argv.find((a) => a.startsWith('--scale='))?.slice(8) ?? 1);
-const N = Math.round(20_000 * SCALE);
+const QUICK = process.argv.includes('--quick');
+const USER_SCALE = Number(process.argv.find((a) => a.startsWith('--scale='))?.slice(8) ?? 1);
+const SCALE = USER_SCALE * (QUICK ? 0.4 : 1);
+const ROUNDS = QUICK ? 1 : 3;
+const N = Math.round(10_000 * SCALE);
 const CONCURRENCY = 64;
+const ONLY = process.argv.find((a) => a.startsWith('--modes='))?.slice(8).split(',');
+const MODES: Mode[] = (
+  [
+    { name: 'sqlite', store: 'sqlite', instances: 1 },
+    { name: 'pg1', store: 'postgres', instances: 1 },
+    { name: 'pg2', store: 'postgres', instances: 2 },
+  ] satisfies Mode[]
+).filter((m) => !ONLY || ONLY.includes(m.name));
+const SKIP_REST = process.argv.includes('--modes-only');
+// PostgreSQL takes about a tenth of SQLite's rate (the day counter row serializes
+// commits), so its runs are shorter to keep the whole bench near 15 minutes; at
+// 1,000/s it falls behind from the first second, so a burst of 1-2 s already shows
+// how its queue grows and drains.
+const SIZES: Record<Mode['store'], ModeSizes> = {
+  sqlite: { throughput: N, fixedSeconds: QUICK ? 5 : 10 },
+  postgres: { throughput: Math.round(N / 8), fixedSeconds: QUICK ? 1 : 2 },
+};
 
-function rss(pid: number): { rssMb: number; peakMb: number } {
-  const s = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(s)?.[1] ?? 0);
-  return { rssMb: kb('VmRSS') / 1024, peakMb: kb('VmHWM') / 1024 };
+function median(xs: number[]): number {
+  const s = xs.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 }
 
-async function bareExpress(): Promise<{ perSecond: number; cpu: Record<string, number> }> {
+async function bareExpress(): Promise<{ perSecond: number; cpu: Record<string, number>; load: MachineLoad }> {
   const port = await freePort();
   const child = spawn(process.execPath, ['--import', 'tsx', join('bench', 'bare-express.ts'), String(port)], { cwd: projectRoot(), stdio: ['ignore', 'pipe', 'inherit'] });
   try {
     await new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()));
     await httpLoad({ url: `http://127.0.0.1:${port}/api/v1/tickets`, headers: { 'content-type': 'application/json' }, body: (i) => ticketBody(i, 'warm'), total: 2000, concurrency: CONCURRENCY });
     const meter = cpuMeter({ server: child.pid!, client: process.pid });
+    const machine = machineMeter();
     const r = await httpLoad({ url: `http://127.0.0.1:${port}/api/v1/tickets`, headers: { 'content-type': 'application/json' }, body: (i) => ticketBody(i, 'bare'), total: N, concurrency: CONCURRENCY });
-    return { perSecond: r.perSecond, cpu: meter.stop(N) };
+    const cpu = meter.stop(N);
+    return { perSecond: r.perSecond, cpu, load: machine.stop(((cpu.server! + cpu.client!) * N) / 1000) };
   } finally {
     child.kill('SIGKILL');
-  }
-}
-
-interface GatewayRun {
-  acceptedPerSecond: number;
-  confirmedPerSecond: number;
-  e2eP50: number;
-  e2eP99: number;
-  fixed: { rate: number; httpP99: number; e2eP50: number; e2eP99: number; achieved: number }[];
-  rssMb: number;
-  peakMb: number;
-  /** CPU µs per ticket during the open-load run: gateway, broker, load generator with the consumer. */
-  cpu: Record<string, number>;
-}
-
-async function gatewayApp(amqpUrl: string): Promise<GatewayRun> {
-  const dataDir = tempDir('bench-');
-  const proc = await spawnGateway({ AMQP_URL: amqpUrl, DATA_DIR: dataDir, APP_API_KEYS: `bench:${TEST_API_KEY}`, APP_RATE_LIMIT: '1000000', LOG_LEVEL: 'warn' }, { compiled: true });
-  await brokerReady(proc.baseUrl);
-  const conn = await amqp.connect(amqpUrl);
-  const arrivals = new Map<string, number>();
-  try {
-    const ch = await conn.createChannel();
-    await ch.prefetch(2000);
-    await ch.consume('tickets.created', (m) => {
-      if (!m) return;
-      arrivals.set(m.properties.messageId as string, performance.now());
-      ch.ack(m);
-    });
-    const url = `${proc.baseUrl}/api/v1/tickets`;
-    const headers = { 'content-type': 'application/json', authorization: `Bearer ${TEST_API_KEY}` };
-    const waitAll = async (ids: Map<string, number>) => {
-      const until = Date.now() + 120_000;
-      while ([...ids.keys()].some((id) => !arrivals.has(id))) {
-        if (Date.now() > until) throw new Error('tickets did not all arrive');
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    };
-    const e2e = (ids: Map<string, number>) => [...ids].map(([id, sent]) => arrivals.get(id)! - sent).sort((a, b) => a - b);
-
-    // Warm-up (JIT, SQLite page cache, broker queues).
-    const warm = new Map<string, number>();
-    await httpLoad({ url, headers, body: (i) => ticketBody(i, 'warm'), total: 2000, concurrency: CONCURRENCY, onAnswer: (_i, _s, b, t) => warm.set(JSON.parse(b).id, t) });
-    await waitAll(warm);
-
-    const open = new Map<string, number>();
-    const meter = cpuMeter({ gateway: proc.child.pid!, broker: brokerPid(), client: process.pid });
-    const t0 = performance.now();
-    const r = await httpLoad({ url, headers, body: (i) => ticketBody(i, 'open'), total: N, concurrency: CONCURRENCY, onAnswer: (_i, _s, b, t) => open.set(JSON.parse(b).id, t) });
-    const mem = rss(proc.child.pid!);
-    await waitAll(open);
-    const cpu = meter.stop(N);
-    const last = Math.max(...[...open.keys()].map((id) => arrivals.get(id)!));
-    const openE2e = e2e(open);
-
-    const fixed: GatewayRun['fixed'] = [];
-    for (const rate of [100, 1000]) {
-      const ids = new Map<string, number>();
-      const total = rate * 5;
-      const fr = await httpLoad({ url, headers, body: (i) => ticketBody(i, `fixed${rate}`), total, concurrency: CONCURRENCY, rate, onAnswer: (_i, _s, b, t) => ids.set(JSON.parse(b).id, t) });
-      await waitAll(ids);
-      const lat = e2e(ids);
-      fixed.push({ rate, achieved: fr.perSecond, httpP99: percentile(fr.latencyMs, 99), e2eP50: percentile(lat, 50), e2eP99: percentile(lat, 99) });
-    }
-    return {
-      acceptedPerSecond: r.perSecond,
-      confirmedPerSecond: open.size / ((last - t0) / 1000),
-      e2eP50: percentile(openE2e, 50),
-      e2eP99: percentile(openE2e, 99),
-      fixed,
-      ...mem,
-      cpu,
-    };
-  } finally {
-    await conn.close().catch(() => {});
-    proc.kill('SIGTERM');
-    await proc.exited;
-    rmSync(dataDir, { recursive: true, force: true });
   }
 }
 
@@ -133,21 +86,57 @@ async function main(): Promise<void> {
     out();
     const raw = await rawConfirmedPublish(vhost.url, 'bench.raw', N, 1200);
     out(`baseline  raw amqplib confirmed publish (quorum, window 1000): ${fmt(raw.perSecond)} msg/s`);
-    const bareRun = await bareExpress();
-    const bare = bareRun.perSecond;
-    out(`baseline  bare Express 5 JSON POST → 202:                    ${fmt(bare)} req/s (CPU per request: server ${fmt(bareRun.cpu.server!)} µs, load generator ${fmt(bareRun.cpu.client!)} µs)`);
+    out(`rounds: ${ROUNDS} (figures are medians; load per round below); closed-loop runs: SQLite ${fmt(SIZES.sqlite.throughput)} tickets, PostgreSQL ${fmt(SIZES.postgres.throughput)}; open loop at 1,000/s for ${SIZES.sqlite.fixedSeconds} s (SQLite) / ${SIZES.postgres.fixedSeconds} s (PostgreSQL), and at half the closed-loop rate for 5 s`);
     out();
-    const g = await gatewayApp(vhost.url);
-    out('app API (POST /api/v1/tickets → journal → confirmed on tickets.created)');
-    out(`  accepted (HTTP 202):            ${fmt(g.acceptedPerSecond)} tickets/s   = ${fmt((100 * g.acceptedPerSecond) / bare, 0)} % of bare Express`);
-    out(`  confirmed publication:          ${fmt(g.confirmedPerSecond)} tickets/s   = ${fmt((100 * g.confirmedPerSecond) / raw.perSecond, 0)} % of raw amqplib, ${fmt((100 * g.confirmedPerSecond) / bare, 0)} % of bare Express`);
-    out(`  open load, POST → consumed:     p50 ${fmt(g.e2eP50, 1)} ms, p99 ${fmt(g.e2eP99, 1)} ms`);
-    for (const f of g.fixed) {
-      out(`  fixed ${fmt(f.rate)}/s (achieved ${fmt(f.achieved)}/s): HTTP p99 ${fmt(f.httpP99, 1)} ms; POST → consumed p50 ${fmt(f.e2eP50, 1)} ms, p99 ${fmt(f.e2eP99, 1)} ms`);
+    const bares: Awaited<ReturnType<typeof bareExpress>>[] = [];
+    const results = new Map<string, ModeResult[]>(MODES.map((m) => [m.name, []]));
+    for (let round = 1; round <= ROUNDS; round++) {
+      const b = await bareExpress();
+      bares.push(b);
+      out(`round ${round}: bare Express ${fmt(b.perSecond)} req/s (load avg ${fmt(b.load.loadavg1, 1)}, others ${fmt(b.load.otherCores, 2)} cores)`);
+      for (const m of MODES) {
+        const r = await runMode(m, SIZES[m.store]);
+        results.get(m.name)!.push(r);
+        const f = r.fixed[0]!;
+        out(
+          `round ${round}: ${m.name.padEnd(6)} ${fmt(r.ticketsPerSecond)} tickets/s; gateway ${r.cpu.gateways.map((c) => fmt(c)).join(' + ')} µs, postgres ${fmt(r.cpu.postgres)} µs, broker ${fmt(r.cpu.broker)} µs, client ${fmt(r.cpu.client)} µs per ticket; ` +
+            `1,000/s: answered ${fmt(f.answeredPerSecond)}/s, 202 p99 ${fmt(f.accept.p99)} ms, consumed p99 ${fmt(f.consumed.p99)} ms, ${f.failed} failed, sender late ≤ ${fmt(f.sendLagMaxMs, 1)} ms; ` +
+            `machine ${fmt(r.load.busyCores, 2)} cores busy, others ${fmt(r.load.otherCores, 2)}, load avg ${fmt(r.load.loadavg1, 1)}` +
+            (r.takeover ? `; takeover ${r.takeover.stranded ? `${fmt(r.takeover.ms)} ms for ${r.takeover.stranded} stranded rows${r.takeover.missing ? `, ${r.takeover.missing} not out after 60 s` : ''}` : 'none stranded'}` : ''),
+        );
+      }
     }
-    out(`  CPU per ticket, open load:      gateway ${fmt(g.cpu.gateway!)} µs, broker ${fmt(g.cpu.broker!)} µs, load generator + consumer ${fmt(g.cpu.client!)} µs (two cores = ${fmt(2e6)} µs/s)`);
-    out(`  gateway RSS after open load:    ${fmt(g.rssMb)} MB (peak ${fmt(g.peakMb)} MB)`);
-
+    const bare = median(bares.map((b) => b.perSecond));
+    out();
+    out(`baseline  bare Express 5 JSON POST → 202: ${fmt(bare)} req/s; CPU per request: server ${fmt(median(bares.map((b) => b.cpu.server!)))} µs, load generator ${fmt(median(bares.map((b) => b.cpu.client!)))} µs`);
+    out();
+    out('app API (POST /api/v1/tickets → store → confirmed on tickets.created), medians of the rounds');
+    const ms = (l: { p50: number; p90: number; p99: number; p999: number }) => `${fmt(l.p50, 1)} / ${fmt(l.p90, 1)} / ${fmt(l.p99, 1)} / ${fmt(l.p999, 1)}`;
+    const medLat = (xs: { p50: number; p90: number; p99: number; p999: number }[]) => ({ p50: median(xs.map((x) => x.p50)), p90: median(xs.map((x) => x.p90)), p99: median(xs.map((x) => x.p99)), p999: median(xs.map((x) => x.p999)) });
+    for (const m of MODES) {
+      const rs = results.get(m.name)!;
+      const med = (f: (r: ModeResult) => number) => median(rs.map(f));
+      out(`${m.name}: ${m.store}, ${m.instances} instance(s)`);
+      out(`  closed loop, 64 clients:  ${fmt(med((r) => r.ticketsPerSecond))} tickets/s confirmed (${fmt((100 * med((r) => r.ticketsPerSecond)) / bare, 0)} % of bare Express)`);
+      out(
+        `  CPU per ticket:           ${Array.from({ length: m.instances }, (_, k) => `gateway ${k + 1} ${fmt(med((r) => r.cpu.gateways[k]!))} µs`).join(', ')}` +
+          `${m.store === 'postgres' ? `, postgres ${fmt(med((r) => r.cpu.postgres))} µs` : ''}, broker ${fmt(med((r) => r.cpu.broker))} µs, load generator + consumer ${fmt(med((r) => r.cpu.client))} µs`,
+      );
+      for (let k = 0; k < rs[0]!.fixed.length; k++) {
+        const f = rs.map((r) => r.fixed[k]!);
+        out(`  open loop ${k === 0 ? fmt(f[0]!.rate) : `½ closed-loop rate (${f.map((x) => fmt(x.rate)).join(', ')})`}/s${m.instances > 1 ? ' (round-robin)' : ''}: answered ${fmt(median(f.map((x) => x.answeredPerSecond)))}/s; p50/p90/p99/p99.9 ms: POST → 202 ${ms(medLat(f.map((x) => x.accept)))}; POST → consumed ${ms(medLat(f.map((x) => x.consumed)))}`);
+      }
+      if (m.store === 'postgres') {
+        const w = new Map<string, number[]>();
+        for (const r of rs) for (const [k, v] of r.waits) w.set(k, [...(w.get(k) ?? []), v]);
+        const top = [...w].map(([k, v]) => [k, v.reduce((a, b) => a + b, 0) / rs.length] as const).sort((a, b) => b[1] - a[1]).slice(0, 5);
+        out(`  its backends in pg_stat_activity (closed loop, every 50 ms): ${top.map(([k, v]) => `${k} ${fmt(100 * v, 0)} %`).join(', ')}`);
+      }
+      const tk = rs.map((r) => r.takeover).filter((t) => t && t.stranded > 0);
+      if (m.instances > 1) out(`  SIGKILL of one instance → its last stranded row on tickets.created: ${fmt(median(tk.map((t) => t!.ms)))} ms (median of ${tk.length}; ${tk.map((t) => `${t!.stranded} rows stranded${t!.missing ? ` (${t!.missing} not out after 60 s)` : ''}`).join(', ')})`);
+      out(`  machine during the closed loop: ${fmt(med((r) => r.load.busyCores), 2)} of 2 cores busy, of which others ${fmt(med((r) => r.load.otherCores), 2)}; load avg ${fmt(med((r) => r.load.loadavg1), 1)}`);
+    }
+    if (SKIP_REST) return;
     out();
     const broker = brokerPid();
     let smsMeter: ReturnType<typeof cpuMeter> | null = null;
@@ -167,7 +156,8 @@ async function main(): Promise<void> {
 
     out();
     out('open deadlines (rows due in a day; breach lateness of 200 tickets with a 3 s deadline)');
-    for (const open of [1_000, 100_000, 1_000_000].map((n) => Math.round(n * Math.min(1, SCALE)))) {
+    // --quick leaves out the million (building it takes a minute or two).
+    for (const open of (QUICK ? [1_000, 100_000] : [1_000, 100_000, 1_000_000]).map((n) => Math.round(n * Math.min(1, USER_SCALE)))) {
       const vh = await createVhost('bench-dl');
       try {
         const d = await benchDeadlines(vh.url, open);
@@ -178,6 +168,8 @@ async function main(): Promise<void> {
     }
   } finally {
     await vhost.drop();
+    mkdirSync(join(projectRoot(), 'bench', 'results'), { recursive: true });
+    writeFileSync(join(projectRoot(), 'bench', 'results', `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.txt`), lines.join('\n') + '\n');
   }
 }
 

@@ -1,0 +1,111 @@
+import http from 'node:http';
+
+/**
+ * Open-loop sender: request i is due at t0 + i/rate and goes out then, whatever
+ * earlier requests are doing, so a slow server does not slow the sender down. Its
+ * latency is taken from the due time, not from when it left: a request that waited
+ * behind the sender (event loop late, no free socket) counts that wait, which a
+ * closed-loop or burst-paced sender would hide (coordinated omission). autocannon's
+ * `overallRate` sends each connection's share in a burst at the start of every
+ * second, which both inflates and hides parts of the tail; this does not.
+ */
+export interface OpenLoopOptions {
+  /** Requests go to these URLs in turn (round-robin at the sender, as a simple balancer would). */
+  urls: string[];
+  headers: Record<string, string>;
+  body: (i: number) => string;
+  rate: number;
+  total: number;
+  /** Called for each 2xx answer with its body and its due time (performance.now() clock). */
+  onAnswer?: (i: number, body: string, dueAt: number) => void;
+}
+
+export interface OpenLoopResult {
+  ok: number;
+  failed: number;
+  /** Rate of 2xx answers over the time from the first due time to the last answer. */
+  answeredPerSecond: number;
+  /** Due time → answer, ms, sorted. */
+  latencyMs: number[];
+  /** How late the sender itself sent, ms (due → handed to the socket), p99 and max: a check on the sender. */
+  sendLagP99Ms: number;
+  sendLagMaxMs: number;
+}
+
+export async function openLoop(o: OpenLoopOptions): Promise<OpenLoopResult> {
+  // Enough sockets that an overloaded server does not make requests queue in the
+  // agent for long; those that do still count from their due time.
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 512 });
+  const targets = o.urls.map((u) => new URL(u));
+  const latency: number[] = [];
+  const sendLag: number[] = [];
+  let ok = 0;
+  let failed = 0;
+  let done = 0;
+  let lastAnswer = 0;
+  let finish!: () => void;
+  const finished = new Promise<void>((r) => (finish = r));
+  const t0 = performance.now() + 20;
+
+  const send = (i: number, due: number) => {
+    const url = targets[i % targets.length]!;
+    const body = o.body(i);
+    sendLag.push(performance.now() - due);
+    const settle = () => {
+      if (++done === o.total) finish();
+    };
+    const req = http.request(
+      { agent, method: 'POST', host: url.hostname, port: url.port, path: url.pathname, headers: { ...o.headers, 'content-length': Buffer.byteLength(body) } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const now = performance.now();
+          const status = res.statusCode ?? 0;
+          if (status >= 200 && status < 300) {
+            ok++;
+            lastAnswer = now;
+            latency.push(now - due);
+            o.onAnswer?.(i, Buffer.concat(chunks).toString(), due);
+          } else failed++;
+          settle();
+        });
+      },
+    );
+    req.on('error', () => {
+      failed++;
+      settle();
+    });
+    req.end(body);
+  };
+
+  // The scheduler wakes at least every millisecond and sends everything now due;
+  // setTimeout's own lateness is in the send lag, and in the latency.
+  let next = 0;
+  await new Promise<void>((resolve) => {
+    const tick = () => {
+      const now = performance.now();
+      while (next < o.total) {
+        const due = t0 + (next / o.rate) * 1000;
+        if (due > now) break;
+        send(next, due);
+        next++;
+      }
+      if (next >= o.total) return resolve();
+      const wait = t0 + (next / o.rate) * 1000 - performance.now();
+      setTimeout(tick, Math.max(0, Math.min(1, wait)));
+    };
+    setTimeout(tick, Math.max(0, t0 - performance.now()));
+  });
+  await finished;
+  agent.destroy();
+  sendLag.sort((a, b) => a - b);
+  return {
+    ok,
+    failed,
+    answeredPerSecond: ok / ((lastAnswer - t0) / 1000),
+    latencyMs: latency.sort((a, b) => a - b),
+    sendLagP99Ms: sendLag[Math.floor(sendLag.length * 0.99)] ?? NaN,
+    sendLagMaxMs: sendLag[sendLag.length - 1] ?? NaN,
+  };
+}
