@@ -2,7 +2,7 @@ import { rmSync } from 'node:fs';
 import amqp from 'amqplib';
 import pg from 'pg';
 import { createVhost } from '../test/support/rabbit.js';
-import { createTestDatabase, type TestDatabase } from '../test/support/pg-database.js';
+import { createTestDatabase, type TestDatabase } from '../test/support/postgres.js';
 import { spawnGateway, tempDir, TEST_API_KEY, type GatewayProcess } from '../test/support/gateway.js';
 import { brokerPid, brokerReady, cpuMs, httpLoad, percentile } from './lib.js';
 import { machineMeter, postgresMeter, type MachineLoad } from './machine.js';
