@@ -11,7 +11,7 @@ import { detectLanguage } from './normalize/language.js';
 import { SAME_MATTER, bigrams, dice } from './normalize/similarity.js';
 import { isoDuration } from './duration.js';
 import type { AttachmentFiles, NewTicket, OutboundInsert, OutboxInsert, Store, UnitWrites } from './store/types.js';
-import { acknowledged, followupEvent, outboundId, replyIdOf } from './lifecycle.js';
+import { acknowledged, followupEvent, outboundId, replyIdOf, ticketState } from './lifecycle.js';
 import { encodeRaw, intakeRejected, ticketCreated, ticketEvent } from './publish/messages.js';
 import type { Metrics } from './metrics.js';
 import { receiptText, followupText } from './receipts.js';
@@ -113,6 +113,7 @@ export class IntakeService implements Intake {
     // The first 200 characters say what the matter is; more only makes every row and comparison heavier.
     const matter = truncate(`${subject ?? ''} ${content}`.trim(), 200);
 
+    const keyedId = msg.dedupeWindowMs ? null : ticketIdFor(msg.channel, msg.dedupeKey);
     const outcome = await this.store.accept({
       channel: msg.channel,
       dedupeKey: msg.dedupeKey,
@@ -120,7 +121,7 @@ export class IntakeService implements Intake {
       // Without a window the ticket id is a function of the dedupe key, so the ticket row
       // itself records that the message was seen; a dedupe row is written only for what
       // has no such id (windowed keys, follow-ups, refused empties).
-      keyedId: msg.dedupeWindowMs ? null : ticketIdFor(msg.channel, msg.dedupeKey),
+      keyedId,
       threadRefs: msg.threadRefs ?? [],
       citizenKey,
       repeatWindowMs: this.config.REPEAT_WINDOW,
@@ -140,7 +141,6 @@ export class IntakeService implements Intake {
         };
       },
       create: ({ now, number, recent }): NewTicket => {
-        const id = stableId('ticket', msg.channel, msg.dedupeKey, String(now));
         let repeatOf: string | null = null;
         let grams: Map<string, number> | null = null;
         for (const earlier of recent) {
@@ -150,7 +150,7 @@ export class IntakeService implements Intake {
             break;
           }
         }
-        const ticketId = msg.dedupeWindowMs ? id : ticketIdFor(msg.channel, msg.dedupeKey);
+        const ticketId = keyedId ?? stableId('ticket', msg.channel, msg.dedupeKey, String(now));
         const respondBy = now + deadlineMs;
         const parsed = TicketV1.safeParse({
           schemaVersion: 1,
@@ -270,7 +270,7 @@ export class IntakeService implements Intake {
       text = statusAnswerText(
         {
           number: record.number,
-          state: record.respondedAt ? 'responded' : record.acknowledgedAt ? 'acknowledged' : 'received',
+          state: ticketState(record),
           respondBy: record.respondBy,
           breached: record.breached,
           latestReply: replies.at(-1)?.text ?? null,
@@ -356,7 +356,7 @@ export class IntakeService implements Intake {
     if (!t) return null;
     const replies = (await this.store.outboundOfTicket(id, STATUS_REPLIES, 'reply')).map((o) => ({ replyId: replyIdOf(o), text: o.text, state: o.state, at: iso(o.createdAt), sentAt: o.sentAt ? iso(o.sentAt) : null }));
     return {
-      state: t.respondedAt ? 'responded' : t.acknowledgedAt ? 'acknowledged' : 'received',
+      state: ticketState(t),
       respondBy: iso(t.respondBy),
       acknowledgedAt: t.acknowledgedAt ? iso(t.acknowledgedAt) : null,
       respondedAt: t.respondedAt ? iso(t.respondedAt) : null,

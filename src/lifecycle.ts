@@ -28,6 +28,11 @@ export function replyIdOf(row: { id: string; ticketId: string | null }): string 
   return row.id.startsWith('reply:') ? row.id.slice('reply:'.length) : row.id;
 }
 
+/** Where a ticket stands, as its status (HTTP, status queries, the command line) words it. */
+export function ticketState(t: Pick<TicketRecord, 'acknowledgedAt' | 'respondedAt'>): 'received' | 'acknowledged' | 'responded' {
+  return t.respondedAt ? 'responded' : t.acknowledgedAt ? 'acknowledged' : 'received';
+}
+
 /** The citizen was told the ticket number (receipt sent, or answered in-band). */
 export function acknowledged(via: string) {
   return (t: TicketRecord, now: number): TicketChange | null => {

@@ -1,5 +1,6 @@
 import type { OutboundRecord, Store, TicketRecord } from '../store/types.js';
 import { iso } from './output.js';
+import { ticketState } from '../lifecycle.js';
 
 /** Outgoing rows shown per ticket: the newest ones (a ticket holds at most REPLY_MAX_PER_TICKET replies plus a few receipts). */
 const OUTBOUND_SHOWN = 200;
@@ -52,7 +53,7 @@ export async function ticketView(store: Store, t: TicketRecord): Promise<TicketV
       number: t.number,
       channel: t.channel,
       // As GET /api/v1/tickets/:id/status words it.
-      state: t.respondedAt ? 'responded' : t.acknowledgedAt ? 'acknowledged' : 'received',
+      state: ticketState(t),
       category: t.ticket.category,
       emergency: t.ticket.emergency ? `${t.ticket.emergency.service} (${t.ticket.emergency.reason})` : null,
       respondBy: iso(t.respondBy)!,
