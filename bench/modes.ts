@@ -1,4 +1,4 @@
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import amqp from 'amqplib';
 import pg from 'pg';
 import { createVhost } from '../test/support/rabbit.js';
@@ -8,6 +8,7 @@ import { brokerPid, brokerReady, cpuMs, httpLoad, percentile } from './lib.js';
 import { machineMeter, postgresMeter, type MachineLoad } from './machine.js';
 import { openLoop } from './openloop.js';
 import { ticketBody } from './bodies.js';
+import { tailProbe, type TailBreakdown } from './tail.js';
 
 /**
  * One store mode measured end to end on the compiled gateway: SQLite with one
@@ -43,6 +44,8 @@ export interface FixedResult {
   accept: Latencies;
   consumed: Latencies;
   sendLagMaxMs: number;
+  /** Where the time went in the gateways during this phase (the 1,000/s phase only). */
+  tail?: TailBreakdown;
 }
 
 export interface ModeResult {
@@ -56,6 +59,8 @@ export interface ModeResult {
   waits: [string, number][];
   /** Two instances: SIGKILL of one while its relay holds outbox rows → the last of those rows out again (on tickets.created or tickets.events) and deleted by the survivor. */
   takeover?: { stranded: number; ms: number; missing: number };
+  /** Peak resident set of each gateway over the whole mode run (VmHWM), MB. */
+  rssPeakMb: number[];
 }
 
 const CONCURRENCY = 64;
@@ -63,6 +68,16 @@ const HEADERS = { 'content-type': 'application/json', authorization: `Bearer ${T
 
 function lat(sorted: number[]): Latencies {
   return { p50: percentile(sorted, 50), p90: percentile(sorted, 90), p99: percentile(sorted, 99), p999: percentile(sorted, 99.9) };
+}
+
+/** The process's peak resident set so far (VmHWM), MB; NaN where /proc is not there. */
+function peakRssMb(pid: number): number {
+  try {
+    const kb = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    return kb ? Number(kb) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
 }
 
 async function until(pred: () => boolean | Promise<boolean>, ms: number, what: string, every = 20): Promise<void> {
@@ -172,10 +187,12 @@ export async function runMode(mode: Mode, sizes: ModeSizes): Promise<ModeResult>
       [Math.max(5, Math.round(n / seconds / 2)), 5],
     ] as const) {
       const due = new Map<string, number>();
+      const probe = rate === 1000 ? tailProbe(procs.map((p) => p.baseUrl)) : null;
       const r = await openLoop({ urls, headers: HEADERS, rate, total: Math.round(rate * secs), body: (i) => ticketBody(i, `fixed${rate}`), onAnswer: (_i, b, d) => due.set(JSON.parse(b).id, d) });
+      const tail = await probe?.stop();
       await allIn([...due.keys()], 300_000);
       const consumed = [...due].map(([id, d]) => first.get(id)! - d).sort((a, b) => a - b);
-      fixed.push({ rate, sent: Math.round(rate * secs), failed: r.failed, answeredPerSecond: r.answeredPerSecond, accept: lat(r.latencyMs), consumed: lat(consumed), sendLagMaxMs: r.sendLagMaxMs });
+      fixed.push({ rate, sent: Math.round(rate * secs), failed: r.failed, answeredPerSecond: r.answeredPerSecond, accept: lat(r.latencyMs), consumed: lat(consumed), sendLagMaxMs: r.sendLagMaxMs, tail });
     }
 
     let takeover: ModeResult['takeover'];
@@ -188,6 +205,7 @@ export async function runMode(mode: Mode, sizes: ModeSizes): Promise<ModeResult>
       fixed,
       waits: [...waits].sort((a, b) => b[1] - a[1]).map(([k, v]) => [k, v / totalWaits]),
       takeover,
+      rssPeakMb: pids.map(peakRssMb),
     };
   } finally {
     await conn.close().catch(() => {});

@@ -5,6 +5,7 @@ import { spawnGateway, tempDir, TEST_API_KEY } from '../test/support/gateway.js'
 import { brokerPid, brokerReady, cpuMeter, fmt, httpLoad } from './lib.js';
 import { ticketBody } from './bodies.js';
 import { benchSms } from './sms.js';
+import { openLoop } from './openloop.js';
 
 /**
  * `npm run bench:profile [-- app|sms] [N]`: the app API (or SMS over one bind) under
@@ -31,6 +32,8 @@ const broker = brokerPid();
 const args = process.argv.slice(2);
 const channel = args.find((a) => a === 'sms' || a === 'app') ?? 'app';
 const N = Number(args.find((a) => /^\d+$/.test(a)) ?? (channel === 'sms' ? 5_000 : 20_000));
+/** `300/s`: the app API at a fixed open-loop rate instead of as fast as answers come (small batches, timers: the cost at ordinary load). */
+const RATE = Number(args.find((a) => /^\d+\/s$/.test(a))?.slice(0, -2) ?? 0);
 const profDir = join('bench', 'results');
 rmSync(profDir, { recursive: true, force: true });
 const nodeArgs = ['--cpu-prof', `--cpu-prof-dir=${profDir}`];
@@ -60,10 +63,12 @@ if (channel === 'sms') {
     const headers = { 'content-type': 'application/json', authorization: `Bearer ${TEST_API_KEY}` };
     await httpLoad({ url, headers, body: (i) => ticketBody(i, 'warm'), total: 2000, concurrency: 64 });
     const meter = cpuMeter({ gateway: proc.child.pid!, broker, client: process.pid });
-    const r = await httpLoad({ url, headers, body: (i) => ticketBody(i, 'prof'), total: N, concurrency: 64 });
+    const r = RATE
+      ? await openLoop({ urls: [url], headers, body: (i) => ticketBody(i, 'prof'), total: N, rate: RATE }).then((o) => ({ perSecond: o.answeredPerSecond, failed: o.failed }))
+      : await httpLoad({ url, headers, body: (i) => ticketBody(i, 'prof'), total: N, concurrency: 64 });
     await new Promise((res) => setTimeout(res, 1000));
     const cpu = meter.stop(N);
-    console.log(`${fmt(r.perSecond)} tickets/s accepted (${r.failed} failed); CPU per ticket: gateway ${fmt(cpu.gateway!)} µs, broker ${fmt(cpu.broker!)} µs, load generator ${fmt(cpu.client!)} µs`);
+    console.log(`${fmt(r.perSecond)} tickets/s accepted${RATE ? ` (open loop at ${RATE}/s)` : ''} (${r.failed} failed); CPU per ticket: gateway ${fmt(cpu.gateway!)} µs, broker ${fmt(cpu.broker!)} µs, load generator ${fmt(cpu.client!)} µs`);
   } finally {
     proc.kill('SIGTERM');
     await proc.exited;

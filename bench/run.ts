@@ -6,6 +6,7 @@ import { createVhost } from '../test/support/rabbit.js';
 import { freePort } from '../test/support/gateway.js';
 import { brokerPid, cpuMeter, fmt, httpLoad, rawConfirmedPublish } from './lib.js';
 import { machineMeter, type MachineLoad } from './machine.js';
+import { formatTail } from './tail.js';
 import { runMode, type Mode, type ModeResult, type ModeSizes } from './modes.js';
 import { projectRoot } from '../src/config.js';
 import { benchDeadlines } from './deadlines.js';
@@ -104,6 +105,7 @@ async function main(): Promise<void> {
             `machine ${fmt(r.load.busyCores, 2)} cores busy, others ${fmt(r.load.otherCores, 2)}, load avg ${fmt(r.load.loadavg1, 1)}` +
             (r.takeover ? `; takeover ${r.takeover.stranded ? `${fmt(r.takeover.ms)} ms for ${r.takeover.stranded} stranded rows${r.takeover.missing ? `, ${r.takeover.missing} not out after 60 s` : ''}` : 'none stranded'}` : ''),
         );
+        if (f.tail) out(`    1,000/s in the gateway${m.instances > 1 ? 's' : ''}: ${formatTail(f.tail)}`);
       }
     }
     const bare = median(bares.map((b) => b.perSecond));
@@ -122,6 +124,9 @@ async function main(): Promise<void> {
         `  CPU per ticket:           ${Array.from({ length: m.instances }, (_, k) => `gateway ${k + 1} ${fmt(med((r) => r.cpu.gateways[k]!))} µs`).join(', ')}` +
           `${m.store === 'postgres' ? `, postgres ${fmt(med((r) => r.cpu.postgres))} µs` : ''}, broker ${fmt(med((r) => r.cpu.broker))} µs, load generator + consumer ${fmt(med((r) => r.cpu.client))} µs`,
       );
+      // The target: a durable, published ticket costs the gateway no more than bare Express answering the same JSON.
+      out(`  gateway CPU per ticket ÷ bare Express CPU per request (same round): ${rs.map((r, k) => fmt(r.cpu.gateways.reduce((a, b) => a + b, 0) / bares[k]!.cpu.server!, 2)).join(' / ')} (median ${fmt(median(rs.map((r, k) => r.cpu.gateways.reduce((a, b) => a + b, 0) / bares[k]!.cpu.server!)), 2)})`);
+      out(`  gateway peak RSS (VmHWM over the mode run): ${rs.map((r) => r.rssPeakMb.map((x) => fmt(x, 0)).join(' + ')).join(' / ')} MB`);
       for (let k = 0; k < rs[0]!.fixed.length; k++) {
         const f = rs.map((r) => r.fixed[k]!);
         out(`  open loop ${k === 0 ? fmt(f[0]!.rate) : `½ closed-loop rate (${f.map((x) => fmt(x.rate)).join(', ')})`}/s${m.instances > 1 ? ' (round-robin)' : ''}: answered ${fmt(median(f.map((x) => x.answeredPerSecond)))}/s; p50/p90/p99/p99.9 ms: POST → 202 ${ms(medLat(f.map((x) => x.accept)))}; POST → consumed ${ms(medLat(f.map((x) => x.consumed)))}`);

@@ -117,6 +117,13 @@ export class Gateway {
       this.metrics,
     );
     this.store.onOutbox = () => this.broker.committed();
+    const m = this.metrics;
+    this.store.onCommit = (t) => {
+      m.storeQueued.observe(t.queuedMs / 1000);
+      m.storeCommit.observe(t.commitMs / 1000);
+      m.storeDurable.observe(t.durableMs / 1000);
+      m.storeBatch.observe(t.units);
+    };
     // A shared store gets rows from other instances too: look every half second.
     const shared = this.store.kind !== 'sqlite';
     this.deadlines = new DeadlineScheduler(this.store, deadlineFired, this.clock, this.logger, this.metrics, shared ? 500 : undefined);

@@ -17,6 +17,8 @@ function tap<T extends string>(counter: Counter<T>, metric: CountedMetric, liste
   return counter;
 }
 
+const STORE_BUCKETS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1];
+
 /** One registry per gateway instance, so several gateways can live in one process (tests, benchmarks). */
 export function createMetrics(listener?: CountListener) {
   const registry = new Registry();
@@ -34,6 +36,13 @@ export function createMetrics(listener?: CountListener) {
     deadlineEvents: new Counter({ name: 'gateway_deadline_events_total', help: 'Deadline events fired, by kind (warning, breached)', labelNames: ['kind'], registers: [registry] }),
     deadlineLag: new Histogram({ name: 'gateway_deadline_lag_seconds', help: 'How late a deadline event fired after its due time', buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 30, 300], registers: [registry] }),
     outbound: tap(new Counter({ name: 'gateway_outbound_total', help: 'Receipts, replies and notices sent, by channel, kind and result', labelNames: ['channel', 'kind', 'result'], registers: [registry] }), 'outbound', listener),
+    // Where a write's wait in the store goes (see CommitTiming): queued behind the batch
+    // in progress, the commit itself, then the fsync. Fine buckets at the low end: the
+    // target is a 20 ms p99 for the whole request.
+    storeQueued: new Histogram({ name: 'gateway_store_queued_seconds', help: 'Oldest unit of a commit: queued until the commit started', buckets: STORE_BUCKETS, registers: [registry] }),
+    storeCommit: new Histogram({ name: 'gateway_store_commit_seconds', help: 'Running a commit (SQLite: on the event loop)', buckets: STORE_BUCKETS, registers: [registry] }),
+    storeDurable: new Histogram({ name: 'gateway_store_durable_seconds', help: 'Commit to durable: the WAL fsync, including one already in flight', buckets: STORE_BUCKETS, registers: [registry] }),
+    storeBatch: new Histogram({ name: 'gateway_store_batch_units', help: 'Units per commit', buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000], registers: [registry] }),
     brokerUp: new Gauge({ name: 'gateway_broker_up', help: '1 while the broker connection is up', registers: [registry] }),
   };
 }

@@ -232,6 +232,21 @@ export interface OpsSummary {
   outboxOldestAt: number | null;
 }
 
+/**
+ * Where a write's time went between being queued and being durable: what a slow
+ * request's wait in the store is made of. Times in milliseconds.
+ */
+export interface CommitTiming {
+  /** Units in the commit (the group commit's batch; 1 where each unit is its own transaction). */
+  units: number;
+  /** The oldest unit's wait from being queued until its commit started. */
+  queuedMs: number;
+  /** Running the units and committing: on the event loop for SQLite, round trips for PostgreSQL. */
+  commitMs: number;
+  /** From commit until durable: the WAL fsync, including waiting for one already in flight. */
+  durableMs: number;
+}
+
 export interface OutboundResult {
   via: string;
   upstreamId: string | null;
@@ -320,6 +335,8 @@ export interface Store {
   outboxSummary(): Promise<OutboxSummary>;
   /** Called after a commit that added outbox rows (on PostgreSQL also when another instance did). */
   onOutbox: () => void;
+  /** Told how long each commit took (for the latency metrics); optional for a backend. */
+  onCommit?: (t: CommitTiming) => void;
 
   // ---- channel state ------------------------------------------------------
   kvGet(channel: Channel | '_store', key: string): Promise<string | null>;

@@ -20,6 +20,7 @@ import type {
   TicketRecord,
   UnitWrites,
   OpsSummary,
+  CommitTiming,
 } from '../types.js';
 import { Journal } from './journal.js';
 import { toOutboundRecord, toTicketRecord } from '../rows.js';
@@ -76,6 +77,14 @@ export class SqliteStore implements Store {
 
   set onOutbox(fn: () => void) {
     this.journal.onOutbox = fn;
+  }
+
+  get onCommit(): ((t: CommitTiming) => void) | undefined {
+    return this.journal.onCommit ?? undefined;
+  }
+
+  set onCommit(fn: ((t: CommitTiming) => void) | undefined) {
+    this.journal.onCommit = fn ?? null;
   }
 
   get lastWriteError(): Error | null {
@@ -339,7 +348,7 @@ export class SqliteStore implements Store {
 
   confirmOutbox(seqs: number[]): Promise<void> {
     // With the next group commit: no transaction (and no fsync) of its own.
-    return this.journal.run(() => this.journal.deleteOutbox(seqs));
+    return this.journal.run(() => this.journal.deleteOutbox(seqs), { durable: false });
   }
 
   async releaseOutbox(): Promise<void> {
