@@ -1,12 +1,13 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { createVhost } from '../test/support/rabbit.js';
 import { freePort } from '../test/support/gateway.js';
 import { brokerPid, cpuMeter, fmt, httpLoad, rawConfirmedPublish } from './lib.js';
 import { machineMeter, type MachineLoad } from './machine.js';
 import { formatTail } from './tail.js';
+import { formatSoak, soak } from './soak.js';
 import { runMode, type Mode, type ModeResult, type ModeSizes } from './modes.js';
 import { projectRoot } from '../src/config.js';
 import { benchDeadlines } from './deadlines.js';
@@ -24,7 +25,10 @@ import { ticketBody } from './bodies.js';
  *
  * `--quick`: one round, smaller sizes, no million-deadline run (for development).
  * `--scale=x` scales the message counts; `--modes=sqlite,pg1,pg2` picks modes;
- * `--modes-only` leaves out the SMS and deadline sections. The report is also
+ * `--modes-only` leaves out the SMS, deadline and soak sections. The soak (a fixed
+ * rate with deadlines firing, bench/soak.ts) runs on both stores at 400/s for 10
+ * minutes each (2 with --quick); `--soak=sqlite`, `--soak-minutes=`, `--soak-rate=`
+ * change that, `--soak-only` runs nothing else, `--no-soak` leaves it out. The report is also
  * written to bench/results/.
  */
 const QUICK = process.argv.includes('--quick');
@@ -42,6 +46,13 @@ const MODES: Mode[] = (
   ] satisfies Mode[]
 ).filter((m) => !ONLY || ONLY.includes(m.name));
 const SKIP_REST = process.argv.includes('--modes-only');
+const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+// The soak: a fixed rate for many minutes with deadlines firing (bench/soak.ts).
+const SOAK_ONLY = process.argv.includes('--soak-only');
+const SOAK_STORES = (arg('soak')?.split(',') ?? ['sqlite', 'postgres']) as ('sqlite' | 'postgres')[];
+const SOAK_MINUTES = Number(arg('soak-minutes') ?? (QUICK ? 2 : 10));
+const SOAK_RATE = Number(arg('soak-rate') ?? 400);
+const NO_SOAK = process.argv.includes('--no-soak');
 // PostgreSQL takes about a tenth of SQLite's rate (the day counter row serializes
 // commits), so its runs are shorter to keep the whole bench near 15 minutes; at
 // 1,000/s it falls behind from the first second, so a burst of 1-2 s already shows
@@ -85,6 +96,17 @@ async function main(): Promise<void> {
     out(`machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${fmt(totalmem() / 2 ** 30, 0)} GiB, Node ${process.version}; broker on the same machine (RabbitMQ, quorum queues)`);
     out(`messages per run: ${fmt(N)}; HTTP concurrency ${CONCURRENCY}; ticket body ≈ ${ticketBody(1, 'x').length} bytes`);
     out();
+    const soakAll = async () => {
+      for (const store of SOAK_STORES) {
+        const o = { store, rate: SOAK_RATE, minutes: SOAK_MINUTES };
+        const before = loadavg()[0]!;
+        const r = await soak(o);
+        out();
+        for (const l of formatSoak(o, r)) out(l);
+        out(`  load average ${fmt(before, 1)} before, ${fmt(loadavg()[0]!, 1)} after`);
+      }
+    };
+    if (SOAK_ONLY) return await soakAll();
     const raw = await rawConfirmedPublish(vhost.url, 'bench.raw', N, 1200);
     out(`baseline  raw amqplib confirmed publish (quorum, window 1000): ${fmt(raw.perSecond)} msg/s`);
     out(`rounds: ${ROUNDS} (figures are medians; load per round below); closed-loop runs: SQLite ${fmt(SIZES.sqlite.throughput)} tickets, PostgreSQL ${fmt(SIZES.postgres.throughput)}; open loop at 1,000/s for ${SIZES.sqlite.fixedSeconds} s (SQLite) / ${SIZES.postgres.fixedSeconds} s (PostgreSQL), and at half the closed-loop rate for 5 s`);
@@ -171,6 +193,7 @@ async function main(): Promise<void> {
         await vh.drop();
       }
     }
+    if (!NO_SOAK) await soakAll();
   } finally {
     await vhost.drop();
     mkdirSync(join(projectRoot(), 'bench', 'results'), { recursive: true });
