@@ -124,6 +124,15 @@ export class Gateway {
       m.storeDurable.observe(t.durableMs / 1000);
       m.storeBatch.observe(t.units);
     };
+    this.store.onCheckpoint = (t) => m.storeCheckpoint.observe(t.ms / 1000);
+    // Background trouble repeats every interval while it lasts: once a minute in the log is enough.
+    let lastStoreWarning = -Infinity;
+    this.store.onStoreWarning = (message) => {
+      const now = this.clock.now();
+      if (now - lastStoreWarning < 60_000) return;
+      lastStoreWarning = now;
+      this.logger.warn({ store: this.store.kind }, message);
+    };
     // A shared store gets rows from other instances too: look every half second.
     const shared = this.store.kind !== 'sqlite';
     this.deadlines = new DeadlineScheduler(this.store, deadlineFired, this.clock, this.logger, this.metrics, shared ? 500 : undefined);

@@ -42,6 +42,7 @@ export function createMetrics(listener?: CountListener) {
     storeQueued: new Histogram({ name: 'gateway_store_queued_seconds', help: 'Oldest unit of a commit: queued until the commit started', buckets: STORE_BUCKETS, registers: [registry] }),
     storeCommit: new Histogram({ name: 'gateway_store_commit_seconds', help: 'Running a commit (SQLite: on the event loop)', buckets: STORE_BUCKETS, registers: [registry] }),
     storeDurable: new Histogram({ name: 'gateway_store_durable_seconds', help: 'Commit to durable: the WAL fsync, including one already in flight', buckets: STORE_BUCKETS, registers: [registry] }),
+    storeCheckpoint: new Histogram({ name: 'gateway_store_checkpoint_seconds', help: 'SQLite WAL checkpoints, on their own thread (off the event loop)', buckets: STORE_BUCKETS, registers: [registry] }),
     storeBatch: new Histogram({ name: 'gateway_store_batch_units', help: 'Units per commit', buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000], registers: [registry] }),
     brokerUp: new Gauge({ name: 'gateway_broker_up', help: '1 while the broker connection is up', registers: [registry] }),
   };

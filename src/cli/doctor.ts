@@ -110,7 +110,7 @@ async function checkStore(config: Config): Promise<string> {
     return `sqlite ${config.DATA_DIR} (no journal yet; directory writable, ${elapsed(started)})`;
   }
   const started = performance.now();
-  return probeStore(new SqliteStore(config.DATA_DIR, { sync: config.STORE_SYNC }, systemClock), `sqlite ${config.DATA_DIR}`, started);
+  return probeStore(new SqliteStore(config.DATA_DIR, { sync: config.STORE_SYNC, checkpointEveryMs: 0 }, systemClock), `sqlite ${config.DATA_DIR}`, started);
 }
 
 async function probeStore(store: Store, name: string, opened: number): Promise<string> {

@@ -31,5 +31,5 @@ export async function openStore(config: Config): Promise<Store> {
   }
   const file = sqliteFile(config);
   if (!existsSync(file)) throw new GatewayError('STORE_UNAVAILABLE', `no journal at ${file}: DATA_DIR does not hold a gateway's data`);
-  return new SqliteStore(config.DATA_DIR, { sync: config.STORE_SYNC }, systemClock);
+  return new SqliteStore(config.DATA_DIR, { sync: config.STORE_SYNC, checkpointEveryMs: 0 }, systemClock);
 }

@@ -247,6 +247,13 @@ export interface CommitTiming {
   durableMs: number;
 }
 
+/** A checkpoint: how long it took (off the event loop) and how many pages it copied. */
+export interface CheckpointTiming {
+  ms: number;
+  frames: number;
+  busy: boolean;
+}
+
 export interface OutboundResult {
   via: string;
   upstreamId: string | null;
@@ -337,6 +344,10 @@ export interface Store {
   onOutbox: () => void;
   /** Told how long each commit took (for the latency metrics); optional for a backend. */
   onCommit?: (t: CommitTiming) => void;
+  /** Told of each checkpoint the backend runs itself (SQLite's WAL, on its own thread). */
+  onCheckpoint?: (t: CheckpointTiming) => void;
+  /** Told of trouble in the backend's own background work, which no caller would see. */
+  onStoreWarning?: (message: string) => void;
 
   // ---- channel state ------------------------------------------------------
   kvGet(channel: Channel | '_store', key: string): Promise<string | null>;

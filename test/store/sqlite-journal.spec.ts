@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import Database from 'better-sqlite3';
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Journal } from '../../src/store/sqlite/journal.js';
 import { tempDir } from '../support/gateway.js';
@@ -222,5 +222,35 @@ for (const sync of ['full', 'normal'] as const) describe(`SQLite journal (sync $
     }
     await waiting;
     expect(commits).to.be.below(2_000);
+  });
+
+  it('checkpoints on its own thread while commits keep coming: the WAL starts over instead of growing', async () => {
+    const reports: { ms: number; frames: number }[] = [];
+    store = new Journal(dir, { sync, checkpointEveryMs: 50 });
+    store.onCheckpoint = (r) => reports.push(r);
+    const wal = join(dir, 'gateway.sqlite-wal');
+    const value = 'x'.repeat(3000);
+    // ≈ 24 MB of WAL in all, written in 800 commits over about a second and a half.
+    for (let i = 0; i < 800; i++) {
+      await store.run(() => {
+        for (let k = 0; k < 8; k++) store!.kvSet('app', `k${(i * 8 + k) % 20_000}`, value + i);
+      });
+      if (i % 50 === 0) await new Promise((r) => setTimeout(r, 100));
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    expect(reports.filter((r) => r.frames > 0).length, 'checkpoints that copied pages').to.be.greaterThan(3);
+    // Without the thread the WAL would hold every commit (the backstop is ≈200 MB).
+    expect(statSync(wal).size).to.be.lessThan(12 * 2 ** 20);
+    expect(await store.run(() => store!.kvGet('app', 'k7'))).to.match(/^x+\d+$/);
+  });
+
+  it('with the thread off, the connection checkpoints itself', async () => {
+    store = new Journal(dir, { sync, checkpointEveryMs: 0 });
+    let reported = 0;
+    store.onCheckpoint = () => reported++;
+    for (let i = 0; i < 50; i++) await store.run(() => store!.kvSet('app', `k${i}`, 'v'));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(reported).to.equal(0);
+    expect(await store.run(() => store!.kvGet('app', 'k49'))).to.equal('v');
   });
 });

@@ -21,6 +21,7 @@ import type {
   UnitWrites,
   OpsSummary,
   CommitTiming,
+  CheckpointTiming,
 } from '../types.js';
 import { Journal } from './journal.js';
 import { toOutboundRecord, toTicketRecord } from '../rows.js';
@@ -45,7 +46,7 @@ export class SqliteStore implements Store {
 
   constructor(
     dataDir: string,
-    opts: { sync: 'full' | 'normal' },
+    opts: { sync: 'full' | 'normal'; checkpointEveryMs?: number },
     private readonly clock: Clock,
   ) {
     this.journal = new Journal(dataDir, opts);
@@ -77,6 +78,18 @@ export class SqliteStore implements Store {
 
   set onOutbox(fn: () => void) {
     this.journal.onOutbox = fn;
+  }
+
+  get onCheckpoint(): ((t: CheckpointTiming) => void) | undefined {
+    return this.journal.onCheckpoint ?? undefined;
+  }
+
+  set onCheckpoint(fn: ((t: CheckpointTiming) => void) | undefined) {
+    this.journal.onCheckpoint = fn ?? null;
+  }
+
+  set onStoreWarning(fn: (message: string) => void) {
+    this.journal.onCheckpointError = (m) => fn(`WAL checkpoint failed: ${m}`);
   }
 
   get onCommit(): ((t: CommitTiming) => void) | undefined {
