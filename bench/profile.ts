@@ -1,6 +1,8 @@
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createVhost } from '../test/support/rabbit.js';
+import { createTestDatabase } from '../test/support/postgres.js';
+import { postgresMeter } from './machine.js';
 import { spawnGateway, tempDir, TEST_API_KEY } from '../test/support/gateway.js';
 import { brokerPid, brokerReady, cpuMeter, fmt, httpLoad } from './lib.js';
 import { ticketBody } from './bodies.js';
@@ -8,10 +10,12 @@ import { benchSms } from './sms.js';
 import { openLoop } from './openloop.js';
 
 /**
- * `npm run bench:profile [-- app|sms] [N]`: the app API (or SMS over one bind) under
- * open load with `--cpu-prof`, then a summary of where the gateway's CPU went (self
- * time by file and by function), and its CPU time per ticket. The .cpuprofile
- * stays in bench/results/ for a closer look in Chrome DevTools.
+ * `npm run bench:profile [-- app|sms] [pg] [N]`: the app API (or SMS over one bind)
+ * under open load with `--cpu-prof`, then a summary of where the gateway's CPU went
+ * (self time by file and by function), and its CPU time per ticket. `pg` runs the app
+ * API on a PostgreSQL store (a database of its own, dropped after) and adds
+ * PostgreSQL's CPU per ticket. The .cpuprofile stays in bench/results/ for a closer
+ * look in Chrome DevTools.
  */
 interface Node {
   id: number;
@@ -31,7 +35,8 @@ const broker = brokerPid();
 
 const args = process.argv.slice(2);
 const channel = args.find((a) => a === 'sms' || a === 'app') ?? 'app';
-const N = Number(args.find((a) => /^\d+$/.test(a)) ?? (channel === 'sms' ? 5_000 : 20_000));
+const onPg = args.includes('pg');
+const N = Number(args.find((a) => /^\d+$/.test(a)) ?? (channel === 'sms' ? 5_000 : onPg ? 3_000 : 20_000));
 /** `300/s`: the app API at a fixed open-loop rate instead of as fast as answers come (small batches, timers: the cost at ordinary load). */
 const RATE = Number(args.find((a) => /^\d+\/s$/.test(a))?.slice(0, -2) ?? 0);
 const profDir = join('bench', 'results');
@@ -53,8 +58,9 @@ if (channel === 'sms') {
 } else {
   const vhost = await createVhost('profile');
   const dataDir = tempDir('profile-');
+  const db = onPg ? await createTestDatabase('profile') : null;
   const proc = await spawnGateway(
-    { AMQP_URL: vhost.url, DATA_DIR: dataDir, APP_API_KEYS: `bench:${TEST_API_KEY}`, APP_RATE_LIMIT: '1000000', LOG_LEVEL: 'warn' },
+    { AMQP_URL: vhost.url, DATA_DIR: dataDir, APP_API_KEYS: `bench:${TEST_API_KEY}`, APP_RATE_LIMIT: '1000000', LOG_LEVEL: 'warn', ...(db ? { DATABASE_URL: db.url } : {}) },
     { compiled: true, nodeArgs },
   );
   try {
@@ -63,15 +69,18 @@ if (channel === 'sms') {
     const headers = { 'content-type': 'application/json', authorization: `Bearer ${TEST_API_KEY}` };
     await httpLoad({ url, headers, body: (i) => ticketBody(i, 'warm'), total: 2000, concurrency: 64 });
     const meter = cpuMeter({ gateway: proc.child.pid!, broker, client: process.pid });
+    const pgMeter = db ? postgresMeter(db.name) : null;
     const r = RATE
       ? await openLoop({ urls: [url], headers, body: (i) => ticketBody(i, 'prof'), total: N, rate: RATE }).then((o) => ({ perSecond: o.answeredPerSecond, failed: o.failed }))
       : await httpLoad({ url, headers, body: (i) => ticketBody(i, 'prof'), total: N, concurrency: 64 });
     await new Promise((res) => setTimeout(res, 1000));
     const cpu = meter.stop(N);
-    console.log(`${fmt(r.perSecond)} tickets/s accepted${RATE ? ` (open loop at ${RATE}/s)` : ''} (${r.failed} failed); CPU per ticket: gateway ${fmt(cpu.gateway!)} µs, broker ${fmt(cpu.broker!)} µs, load generator ${fmt(cpu.client!)} µs`);
+    const pgUs = pgMeter ? `, PostgreSQL ${fmt((pgMeter.stop() * 1000) / N)} µs` : '';
+    console.log(`${fmt(r.perSecond)} tickets/s accepted${RATE ? ` (open loop at ${RATE}/s)` : ''} (${r.failed} failed); CPU per ticket: gateway ${fmt(cpu.gateway!)} µs${pgUs}, broker ${fmt(cpu.broker!)} µs, load generator ${fmt(cpu.client!)} µs`);
   } finally {
     proc.kill('SIGTERM');
     await proc.exited;
+    await db?.drop().catch(() => {});
     rmSync(dataDir, { recursive: true, force: true });
     await vhost.drop();
   }

@@ -186,6 +186,82 @@ describe('PostgreSQL store', function () {
       expect(numbers.has(`${utcDay(T0)}-000200`)).to.equal(true);
     });
 
+    it('numbers stay unique across both instances, block ends, a restart and a day change, and carry the day they were given on', async () => {
+      const DAY = 86_400_000;
+      const all: { number: string; createdAt: number }[] = [];
+      const take = async (stores: PostgresStore[], n: number, tag: string) => {
+        const r = await Promise.all(Array.from({ length: n }, (_, i) => stores[i % stores.length]!.accept(acceptUnit({ key: `${tag}${i}` }))));
+        all.push(...r.map((x) => x.record));
+      };
+      // 150 each: past the end of each instance's first block of 100.
+      await take([a, b], 300, 'd1-');
+      // A restart of one instance (after a clean close) and one that never closed its predecessor.
+      await a.close();
+      const a2 = await start(clock, { leaseMs: 1000 });
+      const c = await start(clock, { leaseMs: 1000 });
+      await take([a2, b, c], 90, 'd1r-');
+      // Midnight (UTC in these units): the next accepts are numbered in the new day, from 1.
+      clock.advance(DAY);
+      await take([a2, b, c], 90, 'd2-');
+      const numbers = all.map((t) => t.number);
+      expect(new Set(numbers).size).to.equal(numbers.length);
+      for (const t of all) expect(t.number).to.match(new RegExp(`^${utcDay(t.createdAt)}-\\d{6}$`));
+      const day2 = numbers.filter((n) => n.startsWith(utcDay(T0 + DAY))).sort();
+      expect(day2).to.have.length(90);
+      expect(day2[0]).to.equal(`${utcDay(T0 + DAY)}-000001`);
+    });
+
+    it('a number is never reused: not after a restart behind another instance, nor from a closed block another instance followed', async () => {
+      const first = await a.accept(acceptUnit({ key: 'n1' }));
+      const other = await b.accept(acceptUnit({ key: 'n2' }));
+      // A's unused numbers are not handed back: B reserved after them.
+      await a.close();
+      const again = await start(clock, { leaseMs: 1000 });
+      const third = await again.accept(acceptUnit({ key: 'n3' }));
+      expect(first.record.number).to.equal(`${utcDay(T0)}-000001`);
+      expect(other.record.number).to.equal(`${utcDay(T0)}-000101`);
+      expect(third.record.number).to.equal(`${utcDay(T0)}-000201`);
+    });
+
+    it('an accept does not wait for the day counter: a unit elsewhere holding its row stalls nobody', async () => {
+      await a.accept(acceptUnit({ key: 'warm' }));
+      const holder = await db.connect();
+      try {
+        await holder.query('BEGIN');
+        await holder.query(`SELECT last FROM ticket_counters WHERE day = $1 FOR UPDATE`, [utcDay(T0)]);
+        const t0 = Date.now();
+        const r = await Promise.all([1, 2, 3].map((i) => a.accept(acceptUnit({ key: `free${i}` }))));
+        expect(r.map((x) => x.status)).to.deep.equal(['created', 'created', 'created']);
+        expect(Date.now() - t0).to.be.below(5000);
+      } finally {
+        await holder.query('ROLLBACK');
+        holder.release();
+      }
+    });
+
+    it('commits wake other instances (NOTIFY) only while this instance\'s relay is not taking rows itself', async () => {
+      const listener = new pg.Client({ connectionString: url });
+      const heard: string[] = [];
+      listener.on('notification', (n) => heard.push(n.payload ?? ''));
+      await listener.connect();
+      try {
+        await listener.query('LISTEN gateway_outbox');
+        // A's relay has just taken: A publishes its own rows, nobody else needs waking.
+        await a.takeOutbox(10);
+        await a.append({ outbox: [outboxRow('quiet')] });
+        await sleep(150);
+        expect(heard).to.deep.equal([]);
+        // A's relay has stopped taking (its broker link down, say): the others are woken again.
+        await sleep(400);
+        await a.append({ outbox: [outboxRow('loud')] });
+        for (let i = 0; i < 40 && heard.length === 0; i++) await sleep(50);
+        expect(heard).to.have.length(1);
+        expect(heard[0]).to.match(/ 1$/);
+      } finally {
+        await listener.end();
+      }
+    });
+
     it('fireDue on both at once fires each event once', async () => {
       for (let i = 0; i < 60; i++) await a.accept(acceptUnit({ key: `f${i}` }));
       await drain(a);

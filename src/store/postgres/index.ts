@@ -9,6 +9,7 @@ import type {
   AcceptUnit,
   DueDeadline,
   FiredDeadline,
+  NewTicket,
   OutboundInsert,
   OutboundKind,
   OutboundRecord,
@@ -42,8 +43,10 @@ export interface PostgresStoreOptions {
   instanceId: string;
   /** How long outbox rows taken by this instance stay its own without renewal (default 10 s, within the 15 s the contract allows a dead instance's rows). */
   leaseMs?: number;
-  /** Connections in the pool (default 10); one more is kept for LISTEN. */
+  /** Connections in the pool (default 10); one more is kept for LISTEN, and one for reserving ticket numbers. */
   poolSize?: number;
+  /** Ticket numbers reserved at a time (default 100); see nextNumber. */
+  numberBlock?: number;
   logger?: Pick<Logger, 'warn' | 'error'>;
 }
 
@@ -54,6 +57,16 @@ interface UnitState {
 
 const UNKNOWN = Number.MAX_SAFE_INTEGER;
 const POLL_MS = 1000;
+/**
+ * A commit that adds outbox rows wakes the other instances' relays (NOTIFY) only
+ * when this instance's own relay has not taken rows for this long: while it takes,
+ * it publishes what this instance commits, and a NOTIFY costs every commit a
+ * database-wide lock (PostgreSQL queues notifications in commit order) plus a
+ * wake-up of every listener. When this relay stops (its broker link down, its
+ * window full), the others hear of new rows again within this time, and the
+ * 1 s poll finds whatever was committed in between.
+ */
+const RELAY_QUIET_MS = 250;
 const CONNECT_TIMEOUT_MS = 5000;
 
 /**
@@ -66,6 +79,10 @@ class BoundedClient extends pg.Client {
     super({ ...(typeof config === 'string' ? { connectionString: config } : config), connectionTimeoutMillis: CONNECT_TIMEOUT_MS, keepAlive: true });
   }
 }
+/** Opens a unit's transaction on its connection. */
+type Begin = (c: pg.PoolClient) => Promise<unknown>;
+const BEGIN: Begin = (c) => c.query('BEGIN');
+
 const quiet: Pick<Logger, 'warn' | 'error'> = { warn: () => {}, error: () => {} } as unknown as Pick<Logger, 'warn' | 'error'>;
 
 /** A concurrent insert of the same keyed ticket id, or a deadlock: running the unit again decides it afresh. */
@@ -101,6 +118,12 @@ export class PostgresStore implements Store {
   private polling = false;
   /** Owners that claimed outbound rows through this store, released at close. */
   private readonly claimOwners = new Set<string>();
+  /** The day's numbers this instance reserved and has not handed out yet: next … last, and those units gave back. */
+  private numbers: { day: string; next: number; last: number; back: number[] } | null = null;
+  private reserving: Promise<void> | null = null;
+  private readonly numberBlock: number;
+  /** When this instance's relay last took outbox rows (monotonic ms), see RELAY_QUIET_MS. */
+  private lastTake = -Infinity;
   private readonly clock: Clock;
   private readonly instanceId: string;
   private readonly leaseMs: number;
@@ -109,9 +132,16 @@ export class PostgresStore implements Store {
   private constructor(
     /** The connection pool (exposed like the SQLite store's `db`, for operations). */
     readonly pool: pg.Pool,
+    /**
+     * One connection for reserving ticket numbers. A unit waits for its number while
+     * holding a pooled connection; were the reservation to need one from the same
+     * pool, units holding all of them would wait for each other for ever.
+     */
+    private readonly counterPool: pg.Pool,
     private readonly opts: PostgresStoreOptions,
   ) {
     this.clock = opts.clock;
+    this.numberBlock = Math.max(1, Math.floor(opts.numberBlock ?? 100));
     this.instanceId = opts.instanceId;
     this.leaseMs = opts.leaseMs ?? 10_000;
     this.logger = opts.logger ?? quiet;
@@ -137,7 +167,9 @@ export class PostgresStore implements Store {
       await pool.end().catch(() => {});
       throw storeError(err);
     }
-    const store = new PostgresStore(pool, opts);
+    const counterPool = new pg.Pool({ connectionString: opts.url, max: 1, types, application_name: `gateway ${opts.instanceId} numbers`, Client: BoundedClient });
+    counterPool.on('error', (err) => (opts.logger ?? quiet).warn({ err: errorMessage(err) }, 'idle database connection lost'));
+    const store = new PostgresStore(pool, counterPool, opts);
     await store.poll();
     store.pollTimer = setInterval(() => void store.poll(), POLL_MS);
     store.pollTimer.unref();
@@ -163,7 +195,7 @@ export class PostgresStore implements Store {
    * they are; anything else is STORE_UNAVAILABLE and is remembered as the last
    * write error until a unit succeeds.
    */
-  private unit<R>(work: (db: Db, u: UnitState) => Promise<R>, tx = true): Promise<R> {
+  private unit<R>(work: (db: Db, u: UnitState) => Promise<R>, tx: boolean | Begin = true): Promise<R> {
     if (this.closed) return Promise.reject(new GatewayError('STORE_CLOSED', 'store is closed'));
     const p = this.runUnit(work, tx);
     this.running.add(p);
@@ -172,11 +204,11 @@ export class PostgresStore implements Store {
     return p;
   }
 
-  private async runUnit<R>(work: (db: Db, u: UnitState) => Promise<R>, tx: boolean): Promise<R> {
+  private async runUnit<R>(work: (db: Db, u: UnitState) => Promise<R>, tx: boolean | Begin): Promise<R> {
     for (let attempt = 0; ; attempt++) {
       const u: UnitState = { outbox: 0 };
       try {
-        const value = tx ? await this.transaction((c) => work(c, u)) : await work(this.pool, u);
+        const value = tx ? await this.transaction((c) => work(c, u), tx === true ? BEGIN : tx) : await work(this.pool, u);
         this.lastWriteError = null;
         if (u.outbox > 0) this.committedOutbox(u.outbox);
         return value;
@@ -191,7 +223,7 @@ export class PostgresStore implements Store {
     }
   }
 
-  private async transaction<R>(fn: (c: pg.PoolClient) => Promise<R>): Promise<R> {
+  private async transaction<R>(fn: (c: pg.PoolClient) => Promise<R>, begin: Begin): Promise<R> {
     const c = await this.pool.connect();
     let broken: Error | undefined;
     // A connection that drops mid-unit emits 'error' besides failing the query; unheard, it would end the process.
@@ -200,7 +232,7 @@ export class PostgresStore implements Store {
     };
     c.on('error', onError);
     try {
-      await c.query('BEGIN');
+      await begin(c);
       const value = await fn(c);
       await c.query('COMMIT');
       return value;
@@ -226,7 +258,54 @@ export class PostgresStore implements Store {
   }
 
   private async applyWrites(db: Db, u: UnitState, writes: UnitWrites, now: number): Promise<void> {
-    u.outbox += await endUnit(db, { writes, now, writer: this.instanceId });
+    u.outbox += await endUnit(db, { writes, now, writer: this.notifyAs() });
+  }
+
+  /** The NOTIFY payload's writer for a unit's outbox rows, or null while this instance's relay takes them itself (RELAY_QUIET_MS). */
+  private notifyAs(): string | null {
+    return performance.now() - this.lastTake > RELAY_QUIET_MS ? this.instanceId : null;
+  }
+
+  /**
+   * The next number of `day` for a new ticket. Numbers come from a block this
+   * instance reserved in `ticket_counters` with a statement of its own (see
+   * reserveNumbers), so no unit holds the counter row: accepts on every instance
+   * run side by side. Numbers stay unique cluster-wide and across restarts and
+   * always carry the day they belong to (a new day takes a new block), but are no
+   * longer contiguous (the rest of a block is lost when the instance stops, a
+   * rolled-back unit loses its number) nor in acceptance order across instances.
+   */
+  private async nextNumber(day: string): Promise<number> {
+    for (;;) {
+      const b = this.numbers;
+      if (b && b.day === day) {
+        if (b.back.length > 0) return b.back.pop()!;
+        if (b.next <= b.last) return b.next++;
+      }
+      // One reservation at a time; units that ran out meanwhile share it.
+      this.reserving ??= this.reserveBlock(day).finally(() => {
+        this.reserving = null;
+      });
+      await this.reserving;
+    }
+  }
+
+  private async reserveBlock(day: string): Promise<void> {
+    const last = await T.reserveNumbers(this.counterPool, day, this.numberBlock);
+    this.numbers = { day, next: last - this.numberBlock + 1, last, back: [] };
+  }
+
+  /**
+   * A number whose unit certainly did not commit (its ticket never reached the
+   * database, or the database refused the unit) goes back to be handed out next.
+   * A lost connection leaves the commit in doubt: that number stays unused.
+   */
+  private giveBack(day: string, n: number, err: unknown): void {
+    const b = this.numbers;
+    if (!b || b.day !== day) return;
+    if (!(err instanceof CallbackFailure) && pgCode(err).code === undefined) return;
+    b.back.push(n);
+    b.back.sort((x, y) => y - x);
   }
 
   private committedOutbox(n: number): void {
@@ -246,20 +325,27 @@ export class PostgresStore implements Store {
   // ---- intake -----------------------------------------------------------------
 
   accept(unit: AcceptUnit): Promise<AcceptOutcome> {
+    const { channel, dedupeKey } = unit;
+    // The same upstream message delivered to two instances: the second waits at the lock, taken with BEGIN, and then sees the first.
+    const begin: Begin = (c) => T.beginLocked(c, channel, dedupeKey);
     return this.unit(async (c, u): Promise<AcceptOutcome> => {
       const now = this.clock.now();
-      const { channel, dedupeKey } = unit;
-      // The same upstream message delivered to two instances: the second waits here and then sees the first.
-      await T.lockKey(c, channel, dedupeKey);
-      // Seen = a dedupe row within its window (its ticket), else the keyed id's ticket if it exists.
-      const { seen, seenId, ticket: earlier } = await T.lookupSeen(c, channel, dedupeKey, unit.dedupeWindowMs, now, unit.keyedId);
-      if (seen && seenId) await T.touchDedupe(c, channel, dedupeKey, now);
-      if (earlier) {
+      const r = await T.acceptReads(c, {
+        channel,
+        key: dedupeKey,
+        windowMs: unit.dedupeWindowMs,
+        now,
+        keyedId: unit.keyedId,
+        refs: unit.threadRefs,
+        citizenKey: unit.citizenKey,
+        since: now - unit.repeatWindowMs,
+      });
+      if (r.earlier) {
         if (unit.partsGroup) await S.dropParts(c, channel, unit.partsGroup);
-        return { status: 'duplicate', record: earlier, now };
+        return { status: 'duplicate', record: r.earlier, now };
       }
 
-      const open = await T.ticketNamedBy(c, unit.threadRefs);
+      const open = r.open;
       if (open) {
         const writes = callback(() => unit.followup(open, now));
         u.outbox += await endUnit(c, {
@@ -267,27 +353,32 @@ export class PostgresStore implements Store {
           parts: unit.partsGroup ? { channel, group: unit.partsGroup } : undefined,
           writes,
           now,
-          writer: this.instanceId,
+          writer: this.notifyAs(),
         });
         return { status: 'followup', record: open, now };
       }
 
       const day = callback(() => unit.dayOf(now));
-      // Read before numbering: from the counter on, every accept in the cluster waits for this one to commit.
-      const recent = await T.recentByCitizen(c, unit.citizenKey, now - unit.repeatWindowMs);
-      const number = `${day}-${String(await T.nextNumber(c, day)).padStart(6, '0')}`;
-      const nt = callback(() => unit.create({ now, number, recent }));
-      u.outbox += await endUnit(c, {
-        ticket: { t: nt, channel, raw: unit.raw },
-        dedupe: nt.dedupe ? { channel, key: dedupeKey, ticketId: nt.id } : undefined,
-        parts: unit.partsGroup ? { channel, group: unit.partsGroup } : undefined,
-        writes: nt,
-        now,
-        writer: this.instanceId,
-      });
+      const n = await this.nextNumber(day);
+      const number = `${day}-${String(n).padStart(6, '0')}`;
+      let nt: NewTicket;
+      try {
+        nt = callback(() => unit.create({ now, number, recent: r.recent }));
+        u.outbox += await endUnit(c, {
+          ticket: { t: nt, channel, raw: unit.raw },
+          dedupe: nt.dedupe ? { channel, key: dedupeKey, ticketId: nt.id } : undefined,
+          parts: unit.partsGroup ? { channel, group: unit.partsGroup } : undefined,
+          writes: nt,
+          now,
+          writer: this.notifyAs(),
+        });
+      } catch (err) {
+        this.giveBack(day, n, err);
+        throw err;
+      }
       const record = T.newRecord(channel, nt);
       return { status: 'created', record, now };
-    });
+    }, begin);
   }
 
   recordOnce(channel: Channel, key: string, writes: UnitWrites, partsGroup?: string | null): Promise<boolean> {
@@ -435,6 +526,7 @@ export class PostgresStore implements Store {
 
   async takeOutbox(limit: number): Promise<OutboxMessage[]> {
     const rows = await this.unit((db) => O.takeOutbox(db, this.instanceId, this.leaseMs, limit), false);
+    this.lastTake = performance.now();
     for (const r of rows) this.held.add(r.seq);
     this.ready = rows.length < limit ? 0 : Math.max(0, this.ready - rows.length);
     if (this.held.size > 0) this.startRenewing();
@@ -634,14 +726,19 @@ export class PostgresStore implements Store {
     const listener = this.listener;
     this.listener = null;
     await listener?.end().catch(() => {});
+    const b = this.numbers;
+    this.numbers = null;
     try {
       // Another instance takes these at once instead of after the lease.
       await O.releaseOutbox(this.pool, this.instanceId);
       await B.releaseClaims(this.pool, [...this.claimOwners]);
+      // The unused end of the number block, while still the last reserved, leaves no gap behind a restart.
+      // After the statements above: when the database is unreachable they fail first, and close does not wait twice.
+      if (b && b.next <= b.last) await T.returnNumbers(this.counterPool, b.day, b.next, b.last);
     } catch (err) {
-      this.logger.warn({ err: errorMessage(err) }, 'could not hand back claimed rows at close; they lapse with their lease');
+      this.logger.warn({ err: errorMessage(err) }, 'could not hand back claimed rows and unused numbers at close; rows lapse with their lease');
     }
     this.held.clear();
-    await this.pool.end().catch(() => {});
+    await Promise.all([this.pool.end().catch(() => {}), this.counterPool.end().catch(() => {})]);
   }
 }

@@ -1,5 +1,6 @@
 import type { Channel } from '../../ticket.js';
 import type { NewTicket, RecentTicket, TicketChange, TicketRecord } from '../types.js';
+import type pg from 'pg';
 import { first, query, rows, type Db } from './db.js';
 import { toTicketRecord, type TicketRow } from '../rows.js';
 
@@ -61,34 +62,89 @@ export async function lockKey(db: Db, channel: string, key: string): Promise<voi
 }
 
 /**
- * The dedupe row of the key and, in the same round trip, the ticket it implies:
- * the row's ticket while the key counts as seen (no window, or last seen within
- * it), else the keyed id.
+ * Opens the unit's transaction and takes the key's lock in one round trip: a
+ * simple-protocol query may hold several statements, but no parameters, so the
+ * key travels as hex (nothing to escape) and is turned back into the same text
+ * (the same hash as `lockKey`, so instances of either kind exclude each other).
+ * A key PostgreSQL cannot hold as text (a NUL) fails in convert_from with a data
+ * exception, as it would as a parameter.
  */
-export async function lookupSeen(
-  db: Db,
-  channel: string,
-  key: string,
-  windowMs: number | null,
-  now: number,
-  keyedId: string | null,
-): Promise<{ seen: boolean; seenId: string | null; ticket: TicketRecord | null }> {
-  const r = await first<Partial<TicketRow> & { seen_id: string | null; seen_valid: boolean | null }>(
-    db,
-    `SELECT d.ticket_id AS seen_id, ($3::bigint IS NULL OR $4::bigint - d.last_seen < $3::bigint) AS seen_valid, ${COLS.split(', ').map((c) => `t.${c}`).join(', ')}
-       FROM (SELECT 1) one
-       LEFT JOIN dedupe d ON d.channel = $1 AND d.key = $2
-       LEFT JOIN tickets t ON t.id = CASE WHEN d.ticket_id IS NOT NULL AND ($3::bigint IS NULL OR $4::bigint - d.last_seen < $3::bigint)
-                                          THEN d.ticket_id ELSE $5::text END`,
-    [channel, key, windowMs, now, keyedId],
-  );
-  const seen = r?.seen_id != null;
-  const seenId = seen && r!.seen_valid ? r!.seen_id! : keyedId;
-  return { seen, seenId, ticket: r?.id ? toTicketRecord(r as TicketRow) : null };
+export async function beginLocked(db: pg.PoolClient, channel: string, key: string): Promise<void> {
+  const hex = Buffer.from(`${channel}:${key}`, 'utf8').toString('hex');
+  await db.query(`BEGIN; SELECT pg_advisory_xact_lock(hashtextextended(convert_from(decode('${hex}', 'hex'), 'UTF8'), 0))`);
 }
 
-export async function touchDedupe(db: Db, channel: string, key: string, now: number): Promise<void> {
-  await query(db, `UPDATE dedupe SET last_seen = $3 WHERE channel = $1 AND key = $2`, [channel, key, now]);
+export interface AcceptReads {
+  /** A dedupe row exists for the key (within its window or not). */
+  seen: boolean;
+  /** The ticket the key implies: the dedupe row's while it counts, else the keyed id. */
+  seenId: string | null;
+  /** That ticket, when it exists: the message is a duplicate of it. */
+  earlier: TicketRecord | null;
+  /** The first of the thread refs that names a ticket. */
+  open: TicketRecord | null;
+  /** The citizen's tickets since `since`, newest first, at most 10. */
+  recent: RecentTicket[];
+}
+
+const T_COLS = COLS.split(', ').map((c) => `t.${c}`).join(', ');
+const N_COLS = COLS.split(', ').map((c) => `n.${c}`).join(', ');
+
+/**
+ * Everything accept reads, in one statement taken after the key's lock (under
+ * READ COMMITTED its snapshot is then newer than any unit that held the lock):
+ * the dedupe row and the ticket it implies (the row's ticket while the key
+ * counts as seen — no window, or last seen within it — else the keyed id), the
+ * ticket the thread refs name (a ticket number by its number, anything else
+ * through the refs table, first match in the order given), and the citizen's
+ * recent tickets. The same statement
+ * touches the dedupe row's last_seen when it implies a ticket; the reads see the
+ * row as it was before (a data-modifying CTE's effect is not visible to the
+ * statement's own reads), which is what decides whether it counted as seen. On a
+ * duplicate the last two reads go unused: cheaper than a round trip of their own.
+ */
+const ACCEPT_READS = `
+WITH
+touch AS (
+  UPDATE dedupe SET last_seen = $4::bigint
+   WHERE channel = $1 AND key = $2 AND ($5::text IS NOT NULL OR $3::bigint IS NULL OR $4::bigint - last_seen < $3::bigint)
+),
+named AS (
+  SELECT ${N_COLS}
+    FROM unnest($6::text[]) WITH ORDINALITY AS x(ref, ord)
+    JOIN tickets n ON n.id = CASE WHEN x.ref ~ '^[0-9]{8}-[0-9]{6,}$'
+                                  THEN (SELECT m.id FROM tickets m WHERE m.number = x.ref)
+                                  ELSE (SELECT f.ticket_id FROM refs f WHERE f.ref = x.ref) END
+   ORDER BY x.ord LIMIT 1
+)
+SELECT d.ticket_id AS seen_id, ($3::bigint IS NULL OR $4::bigint - d.last_seen < $3::bigint) AS seen_valid, ${T_COLS},
+       (SELECT row_to_json(named) FROM named) AS named,
+       (SELECT json_agg(json_build_object('id', r.id, 'matter', r.matter, 'repeatOf', r.repeat_of) ORDER BY r.created_at DESC)
+          FROM (SELECT id, matter, repeat_of, created_at FROM tickets
+                 WHERE citizen_key = $7 AND created_at >= $8::bigint ORDER BY created_at DESC LIMIT 10) r) AS recent
+  FROM (SELECT 1) one
+  LEFT JOIN dedupe d ON d.channel = $1 AND d.key = $2
+  LEFT JOIN tickets t ON t.id = CASE WHEN d.ticket_id IS NOT NULL AND ($3::bigint IS NULL OR $4::bigint - d.last_seen < $3::bigint)
+                                     THEN d.ticket_id ELSE $5::text END`;
+
+export async function acceptReads(
+  db: Db,
+  q: { channel: string; key: string; windowMs: number | null; now: number; keyedId: string | null; refs: string[]; citizenKey: string; since: number },
+): Promise<AcceptReads> {
+  const r = await first<Partial<TicketRow> & { seen_id: string | null; seen_valid: boolean | null; named: TicketRow | null; recent: RecentTicket[] | null }>(
+    db,
+    ACCEPT_READS,
+    [q.channel, q.key, q.windowMs, q.now, q.keyedId, q.refs, q.citizenKey, q.since],
+  );
+  const seen = r?.seen_id != null;
+  return {
+    seen,
+    seenId: seen && r!.seen_valid ? r!.seen_id! : q.keyedId,
+    earlier: r?.id ? toTicketRecord(r as TicketRow) : null,
+    // json keeps the body text exactly (a string value), and the bigints are far below 2^53.
+    open: r?.named ? toTicketRecord(r.named) : null,
+    recent: r?.recent ?? [],
+  };
 }
 
 /** True when the key was not recorded before (and now is). */
@@ -102,26 +158,28 @@ export async function recordKey(db: Db, channel: string, key: string, now: numbe
 }
 
 /**
- * The day's next number, cluster-wide. The counter row stays locked until the
- * unit commits, so numbers are handed out in commit order and a rolled-back
- * unit gives its number back.
+ * Reserves `count` numbers of the day for the caller and returns the last of
+ * them (the block is last - count + 1 … last). Run on its own, outside any unit:
+ * the counter row is locked only for this statement, so accepts across the
+ * cluster no longer queue on it; a reserved number is never handed out twice,
+ * whatever happens to the units that use it.
  */
-export async function nextNumber(db: Db, day: string): Promise<number> {
+export async function reserveNumbers(db: Db, day: string, count: number): Promise<number> {
   const r = await first<{ last: number }>(
     db,
-    `INSERT INTO ticket_counters (day, last) VALUES ($1, 1) ON CONFLICT (day) DO UPDATE SET last = ticket_counters.last + 1 RETURNING last`,
-    [day],
+    `INSERT INTO ticket_counters (day, last) VALUES ($1, $2) ON CONFLICT (day) DO UPDATE SET last = ticket_counters.last + $2 RETURNING last`,
+    [day, count],
   );
   return r!.last;
 }
 
-export async function recentByCitizen(db: Db, citizenKey: string, since: number): Promise<RecentTicket[]> {
-  const rs = await rows<{ id: string; matter: string; repeat_of: string | null }>(
-    db,
-    `SELECT id, matter, repeat_of FROM tickets WHERE citizen_key = $1 AND created_at >= $2 ORDER BY created_at DESC LIMIT 10`,
-    [citizenKey, since],
-  );
-  return rs.map((r) => ({ id: r.id, matter: r.matter, repeatOf: r.repeat_of }));
+/**
+ * Hands back the unused end `from … last` of a block when no instance reserved
+ * numbers of the day after it (the counter still stands at `last`); otherwise
+ * they stay a gap. Nothing at or above `from` was handed out.
+ */
+export async function returnNumbers(db: Db, day: string, from: number, last: number): Promise<void> {
+  await query(db, `UPDATE ticket_counters SET last = $2 - 1 WHERE day = $1 AND last = $3`, [day, from, last]);
 }
 
 /** The record of a ticket just written (in the unit's closing statement, see writes.ts). */

@@ -5,10 +5,10 @@ import { OUTBOX_CHANNEL } from './outbox.js';
 /**
  * Everything a unit writes at its end, in one statement (one round trip): the
  * new ticket, its dedupe row, outbox rows with the NOTIFY that wakes the other
- * instances' relays (delivered at commit), outgoing messages, refs, and the
- * parts group the message consumed. Accepting a new ticket holds the day's
- * counter row from numbering until commit, and every instance's accepts queue
- * on that row, so what runs in between is kept to this one statement.
+ * instances' relays (delivered at commit) when the writer asks for it, outgoing
+ * messages, refs, and the parts group the message consumed. Each statement is a
+ * round trip, and while a unit runs it holds its locks and a pooled connection,
+ * so a unit's writes are this one statement.
  */
 
 export interface UnitEnd {
@@ -17,8 +17,12 @@ export interface UnitEnd {
   parts?: { channel: string; group: string };
   writes: UnitWrites;
   now: number;
-  /** NOTIFY payload: the writer's instance id and the number of outbox rows. */
-  writer: string;
+  /**
+   * NOTIFY payload: the writer's instance id and the number of outbox rows; null
+   * sends none (the writer's own relay is taking its rows, and each commit that
+   * sends a NOTIFY queues on a database-wide lock until it is flushed).
+   */
+  writer: string | null;
 }
 
 const WRITE = `
@@ -49,7 +53,7 @@ f AS (
 p AS (
   DELETE FROM parts WHERE channel = $34::text AND grp = $35::text
 )
-SELECT pg_notify('${OUTBOX_CHANNEL}', $36::text || ' ' || c.n) FROM (SELECT count(*) AS n FROM o) c WHERE c.n > 0`;
+SELECT pg_notify('${OUTBOX_CHANNEL}', $36::text || ' ' || c.n) FROM (SELECT count(*) AS n FROM o) c WHERE c.n > 0 AND $36::text IS NOT NULL`;
 
 /** Returns how many outbox rows were written. */
 export async function endUnit(db: Db, e: UnitEnd): Promise<number> {
