@@ -2,7 +2,7 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import type { Clock } from '../../clock.js';
 import type { Channel } from '../../ticket.js';
-import type { StoredPart } from '../types.js';
+import type { CommitTiming, StoredPart } from '../types.js';
 import { GatewayError, errorMessage } from '../../errors.js';
 import type {
   AcceptOutcome,
@@ -101,6 +101,7 @@ export class PostgresStore implements Store {
   readonly kind = 'postgres' as const;
   /** Called after a commit that added outbox rows, here or (through LISTEN) on another instance. */
   onOutbox: () => void = () => {};
+  onCommit?: (t: CommitTiming) => void;
   lastWriteError: Error | null = null;
 
   private closed = false;
@@ -224,7 +225,9 @@ export class PostgresStore implements Store {
   }
 
   private async transaction<R>(fn: (c: pg.PoolClient) => Promise<R>, begin: Begin): Promise<R> {
+    const queuedAt = performance.now();
     const c = await this.pool.connect();
+    const startedAt = performance.now();
     let broken: Error | undefined;
     // A connection that drops mid-unit emits 'error' besides failing the query; unheard, it would end the process.
     const onError = (err: Error) => {
@@ -234,7 +237,11 @@ export class PostgresStore implements Store {
     try {
       await begin(c);
       const value = await fn(c);
+      const committing = performance.now();
       await c.query('COMMIT');
+      // Each unit is its own transaction: queued = waiting for a pooled connection,
+      // commit = BEGIN to COMMIT sent, durable = COMMIT's round trip (the WAL flush).
+      this.onCommit?.({ units: 1, queuedMs: startedAt - queuedAt, commitMs: committing - startedAt, durableMs: performance.now() - committing });
       return value;
     } catch (err) {
       await c.query('ROLLBACK').catch((e: Error) => {
