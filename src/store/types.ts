@@ -252,6 +252,8 @@ export interface CheckpointTiming {
   ms: number;
   frames: number;
   busy: boolean;
+  /** On the event loop rather than the checkpoint's own thread. */
+  onLoop?: boolean;
 }
 
 export interface OutboundResult {

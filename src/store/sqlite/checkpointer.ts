@@ -23,11 +23,20 @@ const Database = require(workerData.driver);
 const db = new Database(workerData.file, { fileMustExist: true });
 db.pragma('busy_timeout = 1000');
 db.pragma('synchronous = NORMAL');
+// A PASSIVE checkpoint copies the frames that were there when it began; the writer's
+// commits meanwhile stay behind it, and the WAL starts over only when a writer begins
+// with every frame copied. So it goes again at once while frames remain: each pass has
+// fewer to copy, and the last, a millisecond or so, usually falls between two commits.
 let timer = setInterval(() => {
   const t = performance.now();
   try {
-    const [r] = db.pragma('wal_checkpoint(PASSIVE)');
-    parentPort.postMessage({ ms: performance.now() - t, frames: r.checkpointed, busy: r.busy === 1 });
+    let frames = 0, r;
+    for (let pass = 0; pass < 20; pass++) {
+      [r] = db.pragma('wal_checkpoint(PASSIVE)');
+      frames += Math.max(0, r.checkpointed);
+      if (r.busy === 1 || r.checkpointed >= r.log) break;
+    }
+    parentPort.postMessage({ ms: performance.now() - t, frames, busy: r.busy === 1 || r.checkpointed < r.log });
   } catch (err) {
     parentPort.postMessage({ error: String(err && err.message || err) });
   }
@@ -47,6 +56,8 @@ export interface CheckpointReport {
   frames: number;
   /** Whether a reader or the writer kept it from copying everything (it goes on next time). */
   busy: boolean;
+  /** Run by the writer's own connection, on the event loop (the journal's catch-up). */
+  onLoop?: boolean;
 }
 
 export class Checkpointer {
@@ -60,7 +71,12 @@ export class Checkpointer {
     onError: (message: string) => void,
   ) {
     const driver = createRequire(import.meta.url).resolve('better-sqlite3');
-    this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { file, everyMs, driver } });
+    // The thread runs one pragma a second: a small heap keeps its cost in RSS to a few MB.
+    this.worker = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: { file, everyMs, driver },
+      resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 16, codeRangeSizeMb: 2, stackSizeMb: 1 },
+    });
     // The thread must not keep a stopping process alive; stop() ends it properly.
     this.worker.unref();
     this.worker.on('message', (m: CheckpointReport | { error: string }) => ('error' in m ? onError(m.error) : onReport(m)));
@@ -72,10 +88,15 @@ export class Checkpointer {
     if (this.stopped) return;
     this.stopped = true;
     const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
+    // Referenced while waiting: with nothing else left, an unreferenced thread would let the
+    // process end here, before whoever awaits this (a shutdown about to exit 78) goes on.
+    this.worker.ref();
     this.worker.postMessage('stop');
     // A thread stuck in a checkpoint on a dead disk is not waited for forever.
-    const timeout = new Promise<void>((resolve) => setTimeout(resolve, 5000).unref());
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, 5000)));
     await Promise.race([exited, timeout]);
+    clearTimeout(timer);
     await this.worker.terminate();
   }
 }
