@@ -28,6 +28,12 @@ import { toOutboundRecord, toTicketRecord } from '../rows.js';
 
 /** How often an idle store looks for outbox rows journaled by another process. */
 const FOREIGN_POLL_MS = 1000;
+/**
+ * A sent message's mark waits at most this long for a batch to join (see
+ * Journal.runSoon): under load the next ticket comes within a millisecond or two,
+ * and when nothing comes, the "acknowledged" event it causes is only this much later.
+ */
+const SENT_LINGER_MS = 20;
 
 /**
  * The embedded backend: the `Store` units on the SQLite journal in DATA_DIR. One
@@ -277,8 +283,10 @@ export class SqliteStore implements Store {
 
   outboundSent(id: string, result: OutboundResult, change: ((t: TicketRecord, now: number) => TicketChange | null) | null): Promise<void> {
     const j = this.journal;
+    // The row stays claimed in memory until this resolves, so waiting for the next batch
+    // cannot send it twice; a crash meanwhile resends it, as a crash before the fsync did.
     return j
-      .run(() => {
+      .runSoon(() => {
         const now = this.clock.now();
         j.outboundSent(id, now, result.via, result.upstreamId);
         const ticketId = j.getOutbound(id)?.ticket_id;
@@ -287,7 +295,7 @@ export class SqliteStore implements Store {
         const record = toTicketRecord(row);
         const c = change!(record, now);
         if (c) this.applyChange(record, c, now);
-      })
+      }, SENT_LINGER_MS)
       .finally(() => this.claims.delete(id));
   }
 
