@@ -29,9 +29,10 @@ import { toOutboundRecord, toTicketRecord } from '../rows.js';
 /** How often an idle store looks for outbox rows journaled by another process. */
 const FOREIGN_POLL_MS = 1000;
 /**
- * A sent message's mark waits at most this long for a batch to join (see
- * Journal.runSoon): under load the next ticket comes within a millisecond or two,
- * and when nothing comes, the "acknowledged" event it causes is only this much later.
+ * A sent message's mark, and the deletion of outbox rows the broker confirmed, wait
+ * at most this long for a batch to join (see Journal.runSoon): under load the next
+ * ticket comes within a millisecond or two, and when nothing comes, the
+ * "acknowledged" event a mark causes is only this much later.
  */
 const SENT_LINGER_MS = 20;
 
@@ -368,8 +369,11 @@ export class SqliteStore implements Store {
   }
 
   confirmOutbox(seqs: number[]): Promise<void> {
-    // With the next group commit: no transaction (and no fsync) of its own.
-    return this.journal.run(() => this.journal.deleteOutbox(seqs), { durable: false });
+    // No transaction of its own (it joins the next batch) and no fsync of its own
+    // (durable: false). run() gave it a commit whenever nothing else was queued in the
+    // same turn, which with one message at a time was every confirm; a crash before the
+    // delete publishes the rows again, deduped by messageId.
+    return this.journal.runSoon(() => this.journal.deleteOutbox(seqs), SENT_LINGER_MS, { durable: false });
   }
 
   async releaseOutbox(): Promise<void> {
