@@ -4,14 +4,15 @@ import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { createVhost } from '../test/support/rabbit.js';
 import { freePort } from '../test/support/gateway.js';
-import { brokerPid, cpuMeter, fmt, httpLoad, rawConfirmedPublish } from './lib.js';
+import { cpuMeter, fmt, httpLoad, rawConfirmedPublish } from './lib.js';
 import { machineMeter, type MachineLoad } from './machine.js';
 import { formatTail } from './tail.js';
 import { formatSoak, soak } from './soak.js';
 import { runMode, type Mode, type ModeResult, type ModeSizes } from './modes.js';
 import { projectRoot } from '../src/config.js';
 import { benchDeadlines } from './deadlines.js';
-import { benchSms } from './sms.js';
+import { benchSms, smsLine, SMS_CHARS, type SmsWindowResult } from './sms.js';
+import { benchKannel, KANNEL_MISSING } from './kannel.js';
 import { ticketBody } from './bodies.js';
 
 /**
@@ -28,7 +29,10 @@ import { ticketBody } from './bodies.js';
  * `--modes-only` leaves out the SMS, deadline and soak sections. The soak (a fixed
  * rate with deadlines firing, bench/soak.ts) runs on both stores at 400/s for 10
  * minutes each (2 with --quick); `--soak=sqlite`, `--soak-minutes=`, `--soak-rate=`
- * change that, `--soak-only` runs nothing else, `--no-soak` leaves it out. The report is also
+ * change that, `--soak-only` runs nothing else, `--no-soak` leaves it out.
+ * `--sms-only` runs only the raw baseline and the SMS section, which runs the
+ * gateway and, when it is installed, Kannel (bench/kannel.ts) on the same test SMSC
+ * at deliver_sm windows 1 and 32, interleaved per round. The report is also
  * written to bench/results/.
  */
 const QUICK = process.argv.includes('--quick');
@@ -53,6 +57,7 @@ const SOAK_STORES = (arg('soak')?.split(',') ?? ['sqlite', 'postgres']) as ('sql
 const SOAK_MINUTES = Number(arg('soak-minutes') ?? (QUICK ? 2 : 10));
 const SOAK_RATE = Number(arg('soak-rate') ?? 400);
 const NO_SOAK = process.argv.includes('--no-soak');
+const SMS_ONLY = process.argv.includes('--sms-only');
 // PostgreSQL takes about a tenth of SQLite's rate (the day counter row serializes
 // commits), so its runs are shorter to keep the whole bench near 15 minutes; at
 // 1,000/s it falls behind from the first second, so a burst of 1-2 s already shows
@@ -84,6 +89,54 @@ async function bareExpress(): Promise<{ perSecond: number; cpu: Record<string, n
   }
 }
 
+/** The SMS section: gateway and Kannel at windows 1 and 32, a round of each per bench round. */
+async function smsSection(amqpUrl: string, out: (s?: string) => void): Promise<void> {
+  // SMS beside Kannel on the same test SMSC and the same 60-character UCS-2 messages,
+  // one round of each per bench round, interleaved, medians as above.
+  const smsTotal = Math.round(10_000 * SCALE);
+  const smsRounds: SmsWindowResult[][] = [];
+  const kannelRounds: SmsWindowResult[][] = [];
+  let kannelMissing = false;
+  for (let round = 1; round <= ROUNDS; round++) {
+    const gw = await benchSms({ amqpUrl, total: smsTotal });
+    smsRounds.push(gw);
+    for (const r of gw) out(`round ${round}: ${smsLine('SMS gateway', r)}`);
+    if (kannelMissing) continue;
+    const k = await benchKannel({ total: smsTotal });
+    if (!k) {
+      kannelMissing = true;
+      out(KANNEL_MISSING);
+      continue;
+    }
+    kannelRounds.push(k);
+    for (const r of k) out(`round ${round}: ${smsLine('Kannel     ', r, false)}`);
+  }
+  out();
+  out(`SMS (deliver_sm over one transceiver bind, ${SMS_CHARS}-character UCS-2 messages, ${fmt(smsTotal)} per window; answer = deliver_sm → deliver_sm_resp; CPU per message until every receipt/reply is submitted), medians of the rounds`);
+  const smsMedian = (name: string, rounds: SmsWindowResult[][], brokerToo: boolean) => {
+    for (let k = 0; k < (rounds[0]?.length ?? 0); k++) {
+      const rs = rounds.map((r) => r[k]!);
+      const med = (f: (r: SmsWindowResult) => number) => median(rs.map(f));
+      const m: SmsWindowResult = {
+        window: rs[0]!.window,
+        total: smsTotal,
+        ackedPerSecond: med((r) => r.ackedPerSecond),
+        answerP50Ms: med((r) => r.answerP50Ms),
+        answerP99Ms: med((r) => r.answerP99Ms),
+        answersOver30ms: med((r) => r.answersOver30ms),
+        e2eP50Ms: med((r) => r.e2eP50Ms),
+        e2eP99Ms: med((r) => r.e2eP99Ms),
+        cpu: { system: med((r) => r.cpu.system), broker: med((r) => r.cpu.broker), client: med((r) => r.cpu.client) },
+        load: { seconds: med((r) => r.load.seconds), busyCores: med((r) => r.load.busyCores), otherCores: med((r) => r.load.otherCores), loadavg1: med((r) => r.load.loadavg1) },
+        retries: med((r) => r.retries),
+      };
+      out(`  ${smsLine(name, m, brokerToo)}`);
+    }
+  };
+  smsMedian('gateway', smsRounds, true);
+  if (kannelRounds.length > 0) smsMedian('Kannel 1.4.5 (spool store, smsbox + HTTP sink reply)', kannelRounds, false);
+}
+
 async function main(): Promise<void> {
   const vhost = await createVhost('bench');
   const lines: string[] = [];
@@ -109,6 +162,11 @@ async function main(): Promise<void> {
     if (SOAK_ONLY) return await soakAll();
     const raw = await rawConfirmedPublish(vhost.url, 'bench.raw', N, 1200);
     out(`baseline  raw amqplib confirmed publish (quorum, window 1000): ${fmt(raw.perSecond)} msg/s`);
+    if (SMS_ONLY) {
+      out();
+      await smsSection(vhost.url, out);
+      return;
+    }
     out(`rounds: ${ROUNDS} (figures are medians; load per round below); closed-loop runs: SQLite ${fmt(SIZES.sqlite.throughput)} tickets, PostgreSQL ${fmt(SIZES.postgres.throughput)}; open loop at 1,000/s for ${SIZES.sqlite.fixedSeconds} s (SQLite) / ${SIZES.postgres.fixedSeconds} s (PostgreSQL), and at half the closed-loop rate for 5 s`);
     out();
     const bares: Awaited<ReturnType<typeof bareExpress>>[] = [];
@@ -165,22 +223,7 @@ async function main(): Promise<void> {
     }
     if (SKIP_REST) return;
     out();
-    const broker = brokerPid();
-    let smsMeter: ReturnType<typeof cpuMeter> | null = null;
-    let smsCpu: Record<string, number> = {};
-    const smsTotal = Math.round(10_000 * SCALE);
-    const sms = await benchSms({
-      amqpUrl: vhost.url,
-      total: smsTotal,
-      onMeasure: (phase, pid) => {
-        if (phase === 'start') smsMeter = cpuMeter({ gateway: pid, broker, client: process.pid });
-        else smsCpu = smsMeter!.stop(smsTotal);
-      },
-    });
-    out('SMS (deliver_sm over one transceiver bind → confirmed ticket; every 10th message in 3 parts; a receipt submit_sm per ticket)');
-    out(`  ${fmt(sms.messagesPerSecond)} messages/s = ${fmt((100 * sms.messagesPerSecond) / raw.perSecond, 0)} % of raw amqplib; deliver_sm → consumed p50 ${fmt(sms.p50Ms, 1)} ms, p99 ${fmt(sms.p99Ms, 1)} ms`);
-    out(`  CPU per message: gateway ${fmt(smsCpu.gateway!)} µs, broker ${fmt(smsCpu.broker!)} µs, test SMSC + consumer ${fmt(smsCpu.client!)} µs`);
-
+    await smsSection(vhost.url, out);
     out();
     out('open deadlines (rows due in a day; breach lateness of 200 tickets with a 3 s deadline)');
     // --quick leaves out the million (building it takes a minute or two).

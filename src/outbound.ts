@@ -36,6 +36,8 @@ export class OutboundDispatcher {
   private stopped = false;
   private scanning = false;
   private rescan = false;
+  /** The last scan filled every free slot, so due rows may be waiting for one: a finished send looks again. */
+  private starved = false;
 
   constructor(
     private readonly store: Store,
@@ -91,13 +93,25 @@ export class OutboundDispatcher {
         this.rescan = false;
         now = this.clock.now();
         const room = CONCURRENCY - this.inflight.size;
-        if (room <= 0) break;
-        const rows = (await this.store.claimOutbound(now, room, this.owner, SEND_LEASE)).filter((r) => !this.inflight.has(r.id));
+        if (room <= 0) {
+          this.starved = true;
+          break;
+        }
+        const claimed = await this.store.claimOutbound(now, room, this.owner, SEND_LEASE);
+        if (claimed.length >= room) this.starved = true;
+        const rows = claimed.filter((r) => !this.inflight.has(r.id));
         for (const row of rows) {
           this.inflight.add(row.id);
           void this.sendRow(row).finally(() => {
             this.inflight.delete(row.id);
-            this.wake();
+            // A receipt at a time (one SMS, one ticket) used to cost a second scan after
+            // every send, two queries that find nothing: new rows wake the dispatcher
+            // themselves, later and retried ones are armed. Only rows left behind for want
+            // of a slot need this one.
+            if (this.starved) {
+              this.starved = false;
+              this.wake();
+            }
           });
         }
       } while (this.rescan);

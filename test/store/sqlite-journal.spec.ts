@@ -206,6 +206,44 @@ for (const sync of ['full', 'normal'] as const) describe(`SQLite journal (sync $
     await s.whenDurable(); // nothing pending: resolves at once
   });
 
+  it('runSoon joins the next batch someone else starts, runs alone after its linger, and is not lost on close', async () => {
+    store = new Journal(dir, { sync });
+    const s = store;
+    // Joins: with a 60 s linger it can only resolve this quickly inside run()'s batch.
+    const t0 = performance.now();
+    let soonTx = false;
+    let soonFirst = false;
+    const db = (s as unknown as { db: Database.Database }).db;
+    const soon = s.runSoon(() => {
+      soonTx = db.inTransaction;
+      s.addOutbox(msg('soon'), 0);
+    }, 60_000);
+    const now = s.run(() => {
+      soonFirst = db.inTransaction && db.prepare(`SELECT 1 FROM outbox WHERE message_id = 'soon'`).get() !== undefined;
+      s.addOutbox(msg('now'), 0);
+    });
+    await Promise.all([soon, now]);
+    expect(performance.now() - t0).to.be.below(10_000);
+    expect(soonTx, 'ran inside a transaction').to.equal(true);
+    expect(soonFirst, 'queued order kept: the earlier unit ran first, in the same transaction').to.equal(true);
+
+    // Alone: waits its linger, then commits by itself.
+    const t1 = performance.now();
+    await s.runSoon(() => s.addOutbox(msg('alone'), 0), 30);
+    expect(performance.now() - t1).to.be.at.least(25);
+
+    // Pending at close: written before the file closes.
+    void s.runSoon(() => s.addOutbox(msg('at-close'), 0), 60_000);
+    await s.close();
+    store = null;
+    const file = new Database(join(dir, 'gateway.sqlite'), { readonly: true });
+    try {
+      expect(file.prepare(`SELECT 1 FROM outbox WHERE message_id = 'at-close'`).get()).to.not.equal(undefined);
+    } finally {
+      file.close();
+    }
+  });
+
   it('whenDurable resolves with the fsync it waits for, while commits keep coming', async () => {
     store = new Journal(dir, { sync });
     const s = store;

@@ -150,6 +150,8 @@ export class TestSmsc {
   enquireLinks = 0;
   unbindsReceived = 0;
   readonly submits: RecordedSubmit[] = [];
+  /** Every PDU from the bound ESME in the order it arrived (commands and sequence numbers), to check what the gateway writes first. */
+  readonly arrivals: { command: string; sequence: number }[] = [];
   /** The highest number of submit_sm awaiting our response at once. */
   maxOutstanding = 0;
   /** Refuse binds with this status while set. */
@@ -195,7 +197,13 @@ export class TestSmsc {
   private onSession(s: smpp.Session): void {
     // deliver() waits on 'close' once per outstanding PDU; a benchmark keeps many outstanding.
     s.setMaxListeners(0);
+    // Nagle off, as the gateway's side is: with it on, this SMSC's deliver_sm written
+    // right after a submit_sm_resp waits for the gateway's delayed ACK (≈40 ms).
+    s.socket.setNoDelay(true);
     s.on('error', () => {});
+    s.on('pdu', (pdu) => {
+      if (this.session === s) this.arrivals.push({ command: pdu.command, sequence: pdu.sequence_number });
+    });
     s.on('bind_transceiver', (pdu) => {
       this.bindAttempts++;
       const ok = this.bindStatus === 0 && pdu.system_id === this.systemId && pdu.password === this.password;

@@ -232,6 +232,12 @@ export class SmsAdapter implements ChannelAdapter {
     }, BIND_TIMEOUT_MS);
 
     session.on(tls ? 'secureConnect' : 'connect', () => {
+      // Nagle off: every PDU here is small and the peer waits for it (deliver_sm_resp,
+      // enquire_link_resp). With Nagle on, a PDU written while the previous one is still
+      // unacknowledged (a receipt's submit_sm right after a deliver_sm_resp) is held until
+      // the SMSC's delayed ACK fires, about 40 ms on Linux, and the exchange stalls.
+      // node-smpp never sets it and net sockets default to Nagle on.
+      session.socket.setNoDelay(true);
       session.bind_transceiver({ system_id: systemId, password, interface_version: 0x34 }, (resp) => {
         if (link.closed) return;
         if (resp.command_status !== ESME_ROK) {

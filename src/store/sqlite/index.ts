@@ -28,6 +28,13 @@ import { toOutboundRecord, toTicketRecord } from '../rows.js';
 
 /** How often an idle store looks for outbox rows journaled by another process. */
 const FOREIGN_POLL_MS = 1000;
+/**
+ * A sent message's mark, and the deletion of outbox rows the broker confirmed, wait
+ * at most this long for a batch to join (see Journal.runSoon): under load the next
+ * ticket comes within a millisecond or two, and when nothing comes, the
+ * "acknowledged" event a mark causes is only this much later.
+ */
+const SENT_LINGER_MS = 20;
 
 /**
  * The embedded backend: the `Store` units on the SQLite journal in DATA_DIR. One
@@ -277,8 +284,10 @@ export class SqliteStore implements Store {
 
   outboundSent(id: string, result: OutboundResult, change: ((t: TicketRecord, now: number) => TicketChange | null) | null): Promise<void> {
     const j = this.journal;
+    // The row stays claimed in memory until this resolves, so waiting for the next batch
+    // cannot send it twice; a crash meanwhile resends it, as a crash before the fsync did.
     return j
-      .run(() => {
+      .runSoon(() => {
         const now = this.clock.now();
         j.outboundSent(id, now, result.via, result.upstreamId);
         const ticketId = j.getOutbound(id)?.ticket_id;
@@ -287,7 +296,7 @@ export class SqliteStore implements Store {
         const record = toTicketRecord(row);
         const c = change!(record, now);
         if (c) this.applyChange(record, c, now);
-      })
+      }, SENT_LINGER_MS)
       .finally(() => this.claims.delete(id));
   }
 
@@ -360,8 +369,11 @@ export class SqliteStore implements Store {
   }
 
   confirmOutbox(seqs: number[]): Promise<void> {
-    // With the next group commit: no transaction (and no fsync) of its own.
-    return this.journal.run(() => this.journal.deleteOutbox(seqs), { durable: false });
+    // No transaction of its own (it joins the next batch) and no fsync of its own
+    // (durable: false). run() gave it a commit whenever nothing else was queued in the
+    // same turn, which with one message at a time was every confirm; a crash before the
+    // delete publishes the rows again, deduped by messageId.
+    return this.journal.runSoon(() => this.journal.deleteOutbox(seqs), SENT_LINGER_MS, { durable: false });
   }
 
   async releaseOutbox(): Promise<void> {
