@@ -20,6 +20,8 @@ export interface Mode {
   name: string;
   store: 'sqlite' | 'postgres';
   instances: number;
+  /** Run another checkout's build instead of this one's (`--before=DIR`: the same modes on an earlier commit, in the same rounds). */
+  root?: string;
 }
 
 export interface ModeSizes {
@@ -102,7 +104,7 @@ export async function runMode(mode: Mode, sizes: ModeSizes): Promise<ModeResult>
       const env: Record<string, string> = { AMQP_URL: vhost.url, DATA_DIR: dir, APP_API_KEYS: `bench:${TEST_API_KEY}`, APP_RATE_LIMIT: '1000000', LOG_LEVEL: 'warn' };
       if (db) env.DATABASE_URL = db.url;
       // One after the other: the first applies the migrations, the second finds them applied.
-      const p = await spawnGateway(env, { compiled: true });
+      const p = await spawnGateway(env, { compiled: true, root: mode.root });
       procs.push(p);
       await brokerReady(p.baseUrl);
     }

@@ -176,12 +176,15 @@ export interface GatewayProcess {
  * The gateway as a separate process, exactly as `npm start` runs it but through
  * tsx, for signal and crash tests. Killed by PID when the test ends.
  */
-export async function spawnGateway(env: Record<string, string>, opts: { compiled?: boolean; nodeArgs?: string[] } = {}): Promise<GatewayProcess> {
+export async function spawnGateway(
+  env: Record<string, string>,
+  opts: { compiled?: boolean; nodeArgs?: string[]; /** Another checkout's build (the bench's before/after). */ root?: string } = {},
+): Promise<GatewayProcess> {
   const port = Number(env.HTTP_PORT ?? (await freePort()));
   // compiled: run the `npm run build` output, as `npm start` does (benchmarks measure that, not the tsx loader).
   const args = [...(opts.nodeArgs ?? []), ...(opts.compiled ? ['dist/src/main.js'] : ['--import', 'tsx', 'src/main.ts'])];
   const child = spawn(process.execPath, args, {
-    cwd: projectRoot(),
+    cwd: opts.root ?? projectRoot(),
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', HTTP_HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env, HTTP_PORT: String(port) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
