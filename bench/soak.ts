@@ -23,6 +23,8 @@ export interface SoakOptions {
   minutes: number;
   /** Window length, s (default 30). */
   windowSeconds?: number;
+  /** Another checkout's build to soak instead of this one's (a before/after). */
+  root?: string;
 }
 
 export interface SoakWindow {
@@ -61,16 +63,18 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
   const dataDir = tempDir('soak-');
   const env: Record<string, string> = { AMQP_URL: vhost.url, DATA_DIR: dataDir, APP_API_KEYS: `bench:${TEST_API_KEY}`, APP_RATE_LIMIT: '1000000', LOG_LEVEL: 'warn' };
   if (db) env.DATABASE_URL = db.url;
-  const proc = await spawnGateway(env, { compiled: true });
-  const conn = await amqp.connect(vhost.url);
+  let proc: Awaited<ReturnType<typeof spawnGateway>> | null = null;
+  let conn: amqp.ChannelModel | null = null;
   const sql = db ? new pg.Client({ connectionString: db.url }) : null;
   try {
-    await brokerReady(proc.baseUrl);
+    const gw = (proc = await spawnGateway(env, { compiled: true, root: o.root }));
+    const broker = (conn = await amqp.connect(vhost.url));
+    await brokerReady(gw.baseUrl);
     await sql?.connect();
-    const pid = proc.child.pid!;
+    const pid = gw.child.pid!;
     const arrived = new Map<string, number>();
     let deadlineEvents = 0;
-    const ch = await conn.createChannel();
+    const ch = await broker.createChannel();
     await ch.prefetch(2000);
     await ch.consume('tickets.created', (m) => {
       if (!m) return;
@@ -82,7 +86,7 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
       if (m.fields.routingKey.startsWith('ticket.deadline.')) deadlineEvents++;
       ch.ack(m);
     });
-    const url = `${proc.baseUrl}/api/v1/tickets`;
+    const url = `${gw.baseUrl}/api/v1/tickets`;
     await httpLoad({ url, headers: HEADERS, body: (i) => ticketBody(i, 'soakwarm'), total: 2000, concurrency: 32 });
 
     const storeMb = async () =>
@@ -90,7 +94,7 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
         ? Number((await sql.query<{ n: string }>('SELECT pg_database_size(current_database()) AS n')).rows[0]!.n) / 2 ** 20
         : Number(execFileSync('du', ['-sk', dataDir]).toString().split('\t')[0]) / 1024;
     const loopMax = async () => {
-      const text = await (await fetch(`${proc.baseUrl}/metrics`)).text();
+      const text = await (await fetch(`${gw.baseUrl}/metrics`)).text();
       return Number(/^gateway_nodejs_eventloop_lag_max_seconds (\S+)$/m.exec(text)?.[1] ?? NaN) * 1000;
     };
 
@@ -158,10 +162,10 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
       rssPeakMb,
     };
   } finally {
-    await conn.close().catch(() => {});
+    await conn?.close().catch(() => {});
     await sql?.end().catch(() => {});
-    proc.kill('SIGTERM');
-    await proc.exited;
+    proc?.kill('SIGTERM');
+    await proc?.exited;
     await db?.drop().catch(() => {});
     await vhost.drop();
     rmSync(dataDir, { recursive: true, force: true });
@@ -182,10 +186,10 @@ export function formatSoak(o: SoakOptions, r: SoakResult): string[] {
   return lines;
 }
 
-// `node --import tsx bench/soak.ts [sqlite|postgres] [rate] [minutes]`: one soak on its own.
+// `node --import tsx bench/soak.ts [sqlite|postgres] [rate] [minutes] [checkout]`: one soak on its own.
 if (import.meta.url === `file://${process.argv[1]}`) {
   const store = process.argv[2] === 'postgres' ? 'postgres' : 'sqlite';
-  const opts: SoakOptions = { store, rate: Number(process.argv[3] ?? 400), minutes: Number(process.argv[4] ?? 10) };
+  const opts: SoakOptions = { store, rate: Number(process.argv[3] ?? 400), minutes: Number(process.argv[4] ?? 10), root: process.argv[5] };
   const r = await soak(opts);
   console.log(formatSoak(opts, r).join('\n'));
 }

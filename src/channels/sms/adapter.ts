@@ -236,8 +236,10 @@ export class SmsAdapter implements ChannelAdapter {
       // enquire_link_resp). With Nagle on, a PDU written while the previous one is still
       // unacknowledged (a receipt's submit_sm right after a deliver_sm_resp) is held until
       // the SMSC's delayed ACK fires, about 40 ms on Linux, and the exchange stalls.
-      // node-smpp never sets it and net sockets default to Nagle on.
-      session.socket.setNoDelay(true);
+      // node-smpp never sets it and net sockets default to Nagle on. It takes both ends:
+      // with Nagle off here only, the SMSC's own Nagle holds its next deliver_sm behind our
+      // delayed ACK instead (SMS_TCP_NODELAY=false for such a peer).
+      session.socket.setNoDelay(this.config.SMS_TCP_NODELAY);
       session.bind_transceiver({ system_id: systemId, password, interface_version: 0x34 }, (resp) => {
         if (link.closed) return;
         if (resp.command_status !== ESME_ROK) {

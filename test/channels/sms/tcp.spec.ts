@@ -88,3 +88,23 @@ describe('sms over TCP: Nagle off, answer before receipt', function () {
     expect(submit, `arrival order: ${seen.join(', ')}`).to.be.greaterThan(resp);
   });
 });
+
+describe('sms over TCP: SMS_TCP_NODELAY=false for an SMSC that keeps Nagle on', function () {
+  this.timeout(60_000);
+  let rig: SmsRig;
+  before(async () => {
+    rig = await startRig({ SMS_TCP_NODELAY: 'false' });
+  });
+  after(async () => {
+    await rig?.stop();
+  });
+
+  it('leaves Nagle on for the bind, and messages still become tickets', async () => {
+    const smscSide = rig.smsc.server.sessions.find((s) => !s.socket.destroyed)!;
+    const fd = fdOf(socketInode(smscSide.socket.remotePort!, rig.smsc.port)!);
+    expect(await kernelNoDelay(fd!)).to.equal(0);
+    const m = marker('nagle');
+    expect(await rig.smsc.deliverText(`井盖丢失 ${m}`, { from: nextPhone() })).to.equal(0);
+    await rig.gw.created.waitFor(has(m));
+  });
+});
