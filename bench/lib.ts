@@ -31,6 +31,33 @@ export interface LoadResult {
 }
 
 /**
+ * One POST of `body` on `agent`; `done` gets the status and the answer's text, or
+ * status 0 when the request failed before an answer. Both load generators use it.
+ */
+export function postJson(agent: http.Agent, url: URL, headers: Record<string, string>, body: string, done: (status: number, body: string) => void): void {
+  const req = http.request(
+    { agent, method: 'POST', host: url.hostname, port: url.port, path: url.pathname, headers: { ...headers, 'content-length': Buffer.byteLength(body) } },
+    (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => done(res.statusCode ?? 0, Buffer.concat(chunks).toString()));
+    },
+  );
+  req.on('error', () => done(0, ''));
+  req.end(body);
+}
+
+/** A size field of /proc/<pid>/status (VmRSS, VmHWM, …) in MB; NaN once the process is gone. */
+export function procStatusMb(pid: number, field: string): number {
+  try {
+    const kb = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    return kb ? Number(kb) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/**
  * Keep-alive HTTP POST load with bounded concurrency, each client sending its next
  * request when its answer is in (as fast as answers come). Fixed rates go through
  * `openLoop` (openloop.ts): pacing these clients would hide the time a request
@@ -46,29 +73,15 @@ export async function httpLoad(o: LoadOptions): Promise<LoadResult> {
   const t0 = performance.now();
   const one = (i: number) =>
     new Promise<void>((resolve) => {
-      const body = o.body(i);
       const sentAt = performance.now();
-      const req = http.request(
-        { agent, method: 'POST', host: url.hostname, port: url.port, path: url.pathname, headers: { ...o.headers, 'content-length': Buffer.byteLength(body) } },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => {
-            const status = res.statusCode ?? 0;
-            if (status >= 200 && status < 300) {
-              ok++;
-              latency.push(performance.now() - sentAt);
-              o.onAnswer?.(i, status, Buffer.concat(chunks).toString(), sentAt);
-            } else failed++;
-            resolve();
-          });
-        },
-      );
-      req.on('error', () => {
-        failed++;
+      postJson(agent, url, o.headers, o.body(i), (status, body) => {
+        if (status >= 200 && status < 300) {
+          ok++;
+          latency.push(performance.now() - sentAt);
+          o.onAnswer?.(i, status, body, sentAt);
+        } else failed++;
         resolve();
       });
-      req.end(body);
     });
   const worker = async () => {
     for (;;) {

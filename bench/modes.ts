@@ -1,10 +1,10 @@
-import { readFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import amqp from 'amqplib';
 import pg from 'pg';
 import { createVhost } from '../test/support/rabbit.js';
 import { createTestDatabase, type TestDatabase } from '../test/support/postgres.js';
 import { spawnGateway, tempDir, TEST_API_KEY, type GatewayProcess } from '../test/support/gateway.js';
-import { brokerPid, brokerReady, cpuMs, httpLoad, percentile } from './lib.js';
+import { brokerPid, brokerReady, cpuMs, httpLoad, percentile, procStatusMb } from './lib.js';
 import { machineMeter, postgresMeter, type MachineLoad } from './machine.js';
 import { openLoop } from './openloop.js';
 import { ticketBody } from './bodies.js';
@@ -70,16 +70,6 @@ const HEADERS = { 'content-type': 'application/json', authorization: `Bearer ${T
 
 function lat(sorted: number[]): Latencies {
   return { p50: percentile(sorted, 50), p90: percentile(sorted, 90), p99: percentile(sorted, 99), p999: percentile(sorted, 99.9) };
-}
-
-/** The process's peak resident set so far (VmHWM), MB; NaN where /proc is not there. */
-function peakRssMb(pid: number): number {
-  try {
-    const kb = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
-    return kb ? Number(kb) / 1024 : NaN;
-  } catch {
-    return NaN;
-  }
 }
 
 async function until(pred: () => boolean | Promise<boolean>, ms: number, what: string, every = 20): Promise<void> {
@@ -207,7 +197,7 @@ export async function runMode(mode: Mode, sizes: ModeSizes): Promise<ModeResult>
       fixed,
       waits: [...waits].sort((a, b) => b[1] - a[1]).map(([k, v]) => [k, v / totalWaits]),
       takeover,
-      rssPeakMb: pids.map(peakRssMb),
+      rssPeakMb: pids.map((pid) => procStatusMb(pid, 'VmHWM')),
     };
   } finally {
     await conn.close().catch(() => {});

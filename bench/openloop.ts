@@ -1,4 +1,5 @@
 import http from 'node:http';
+import { postJson } from './lib.js';
 
 /**
  * Open-loop sender: request i is due at t0 + i/rate and goes out then, whatever
@@ -54,29 +55,16 @@ export async function openLoop(o: OpenLoopOptions): Promise<OpenLoopResult> {
     const settle = () => {
       if (++done === o.total) finish();
     };
-    const req = http.request(
-      { agent, method: 'POST', host: url.hostname, port: url.port, path: url.pathname, headers: { ...o.headers, 'content-length': Buffer.byteLength(body) } },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const now = performance.now();
-          const status = res.statusCode ?? 0;
-          if (status >= 200 && status < 300) {
-            ok++;
-            lastAnswer = now;
-            latency.push(now - due);
-            o.onAnswer?.(i, Buffer.concat(chunks).toString(), due);
-          } else failed++;
-          settle();
-        });
-      },
-    );
-    req.on('error', () => {
-      failed++;
+    postJson(agent, url, o.headers, body, (status, text) => {
+      if (status >= 200 && status < 300) {
+        const now = performance.now();
+        ok++;
+        lastAnswer = now;
+        latency.push(now - due);
+        o.onAnswer?.(i, text, due);
+      } else failed++;
       settle();
     });
-    req.end(body);
   };
 
   // The scheduler wakes at least every millisecond and sends everything now due;

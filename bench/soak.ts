@@ -1,11 +1,11 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import amqp from 'amqplib';
 import pg from 'pg';
 import { createVhost } from '../test/support/rabbit.js';
 import { createTestDatabase, type TestDatabase } from '../test/support/postgres.js';
 import { spawnGateway, tempDir, TEST_API_KEY } from '../test/support/gateway.js';
-import { brokerReady, cpuMs, fmt, httpLoad, percentile } from './lib.js';
+import { brokerReady, cpuMs, fmt, httpLoad, percentile, procStatusMb } from './lib.js';
 import { openLoop } from './openloop.js';
 import { ticketBody } from './bodies.js';
 
@@ -51,10 +51,6 @@ export interface SoakResult {
 
 const HEADERS = { 'content-type': 'application/json', authorization: `Bearer ${TEST_API_KEY}` };
 
-function status(pid: number, field: string): number {
-  const kb = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
-  return kb ? Number(kb) / 1024 : NaN;
-}
 
 export async function soak(o: SoakOptions): Promise<SoakResult> {
   const windowMs = (o.windowSeconds ?? 30) * 1000;
@@ -103,14 +99,14 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
     const t0 = performance.now() + 20;
     const marks: { at: number; cpu: number; rss: number; loop: number; events: number; store: number }[] = [];
     await loopMax();
-    marks.push({ at: t0, cpu: cpuMs(pid), rss: status(pid, 'VmRSS'), loop: NaN, events: deadlineEvents, store: await storeMb() });
+    marks.push({ at: t0, cpu: cpuMs(pid), rss: procStatusMb(pid, 'VmRSS'), loop: NaN, events: deadlineEvents, store: await storeMb() });
     let sampling = true;
     const sampler = (async () => {
       for (let k = 1; sampling; k++) {
         const wait = t0 + k * windowMs - performance.now();
         await new Promise((r) => setTimeout(r, Math.max(0, wait)));
         if (!sampling) break;
-        marks.push({ at: performance.now(), cpu: cpuMs(pid), rss: status(pid, 'VmRSS'), loop: await loopMax(), events: deadlineEvents, store: await storeMb() });
+        marks.push({ at: performance.now(), cpu: cpuMs(pid), rss: procStatusMb(pid, 'VmRSS'), loop: await loopMax(), events: deadlineEvents, store: await storeMb() });
       }
     })();
     const r = await openLoop({
@@ -128,7 +124,7 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
     });
     sampling = false;
     await sampler;
-    const rssPeakMb = status(pid, 'VmHWM');
+    const rssPeakMb = procStatusMb(pid, 'VmHWM');
     const allIds = per.flatMap((w) => w.ids);
     const end = Date.now() + 120_000;
     while (allIds.some(([id]) => !arrived.has(id)) && Date.now() < end) await new Promise((res) => setTimeout(res, 200));
