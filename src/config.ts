@@ -146,6 +146,8 @@ const coreConfig = {
   PUBLISH_BATCH: positiveInt(),
   /** Outbox depth above which channels pause reading upstream (SMPP, IMAP) and /readyz says so. */
   OUTBOX_HIGH_WATER: positiveInt(),
+  /** A publish unconfirmed this long: the broker link is dropped and everything unconfirmed goes out again on a new one. */
+  PUBLISH_CONFIRM_TIMEOUT: duration(),
   /** Longest wait between broker reconnect attempts. */
   AMQP_RECONNECT_MAX: duration(),
   /** An earlier ticket of the same citizen within this window, on the same matter, makes a new one `repeatOf` it. */

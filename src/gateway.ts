@@ -111,6 +111,7 @@ export class Gateway {
         lingerMs: config.PUBLISH_LINGER,
         batch: config.PUBLISH_BATCH,
         reconnectMaxMs: config.AMQP_RECONNECT_MAX,
+        confirmTimeoutMs: config.PUBLISH_CONFIRM_TIMEOUT,
         onReply: (m) => this.onReplyMessage(m),
       },
       this.logger,

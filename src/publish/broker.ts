@@ -15,6 +15,12 @@ export interface BrokerOptions {
   /** This many ready rows go out at once. */
   batch: number;
   reconnectMaxMs: number;
+  /**
+   * A publish unconfirmed for this long means the link no longer confirms (a broker
+   * that lost a confirm across a quorum-queue leader change, a wedged channel): the
+   * relay drops the link and publishes everything unconfirmed again on a new one.
+   */
+  confirmTimeoutMs: number;
   /** Handles one message from `tickets.replies`; the message is acked after it resolves, requeued if it throws. */
   onReply?: (msg: ConsumeMessage) => Promise<void>;
 }
@@ -49,6 +55,7 @@ export class Broker {
   private reconnectTimer: NodeJS.Timeout | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private lingerTimer: NodeJS.Timeout | null = null;
+  private confirmWatch: NodeJS.Timeout | null = null;
   private pumpScheduled = false;
   private pumpAgain = false;
   private drainWaiters: (() => void)[] = [];
@@ -177,6 +184,10 @@ export class Broker {
         await conn.close().catch(() => {});
         return true;
       }
+      // Everything taken before and not confirmed is published again on this link. Handed
+      // back before the link is in use: released later, it would also hand back rows
+      // already published on it (then published twice, by whichever relay takes them).
+      await this.store.releaseOutbox();
       this.conn = conn;
       this.pub = pub;
       const failedAttempts = this.attempt;
@@ -185,11 +196,17 @@ export class Broker {
       this.failureLogged.clear();
       this.connectedAt = Date.now();
       this.metrics.brokerUp.set(1);
+      this.watchConfirms(conn);
       this.logger.info({ url: redact(url), failedAttempts }, 'broker connected');
-      if (this.opts.onReply) await this.startConsumer(conn);
-      // Everything taken before and not confirmed is published again on the new link.
-      await this.store.releaseOutbox();
       this.wake();
+      // Not awaited: basic.consume on a quorum queue that is electing a leader can wait
+      // for it, and publishing need not. A consumer that cannot start costs the link.
+      const linked = conn;
+      if (this.opts.onReply)
+        this.startConsumer(linked).catch((err: unknown) => {
+          this.logger.warn({ err: errorMessage(err) }, 'reply consumer did not start; reconnecting');
+          if (this.conn === linked) void linked.close().catch(() => {});
+        });
       return true;
     } catch (err) {
       const failure = connectFailure(err, url);
@@ -249,8 +266,45 @@ export class Broker {
     this.consumerTag = consumerTag;
   }
 
+  /**
+   * AMQP gives a publish no deadline: a confirm that never comes holds its outbox row
+   * (its lease renewed all the while) and a window slot for as long as the link lives,
+   * and heartbeats keep a link alive whose queues no longer confirm. The oldest
+   * unconfirmed publish is checked a few times per timeout; past it, the link is
+   * given up like a lost one.
+   */
+  private watchConfirms(conn: ChannelModel): void {
+    if (this.confirmWatch) clearInterval(this.confirmWatch);
+    const every = Math.max(50, Math.min(1000, Math.floor(this.opts.confirmTimeoutMs / 4)));
+    this.confirmWatch = setInterval(() => {
+      if (this.conn !== conn) return;
+      const oldest = this.inflight.values().next().value as InFlight | undefined;
+      if (!oldest) return;
+      const waitedMs = Math.round(performance.now() - oldest.sentAt);
+      if (waitedMs < this.opts.confirmTimeoutMs) return;
+      this.lastError = `CONFIRM_TIMEOUT: ${this.inflight.size} publishes unconfirmed, the oldest for ${waitedMs} ms`;
+      this.logger.warn(
+        { unconfirmed: this.inflight.size, oldestMessageId: oldest.row.messageId, waitedMs, url: redact(this.urls[this.urlIndex] ?? '') },
+        'broker confirms stopped; dropping the link and publishing again on a new one',
+      );
+      this.metrics.publishRetries.inc({ reason: 'confirm_timeout' }, this.inflight.size);
+      this.inflight.clear();
+      this.onClose(conn);
+      // A broker that stopped confirming may not answer connection.close either.
+      const closing = setTimeout(() => (conn.connection as unknown as { stream?: { destroy(): void } }).stream?.destroy(), 5000);
+      closing.unref();
+      void conn
+        .close()
+        .catch(() => {})
+        .finally(() => clearTimeout(closing));
+    }, every);
+    this.confirmWatch.unref();
+  }
+
   private onClose(conn: ChannelModel): void {
     if (this.conn !== conn) return;
+    if (this.confirmWatch) clearInterval(this.confirmWatch);
+    this.confirmWatch = null;
     this.conn = null;
     this.urlIndex = (this.urlIndex + 1) % this.urls.length;
     this.pub = null;
@@ -262,7 +316,7 @@ export class Broker {
     this.inflight.clear();
     this.retry = [];
     // Hand back what this relay took, so an instance still linked to a broker publishes it now.
-    void this.store.releaseOutbox().catch(() => undefined);
+    this.handBack();
     this.returned.clear();
     const w = this.drainWaiters;
     this.drainWaiters = [];
@@ -271,6 +325,15 @@ export class Broker {
       this.logger.warn('broker connection lost; journaling until it returns');
       this.scheduleReconnect();
     }
+  }
+
+  /** Rows this relay took and will not publish (all of them, or `seqs`) go back to the outbox for any relay. */
+  private handBack(seqs?: number[]): void {
+    if (this.store.isClosed) return;
+    this.store.releaseOutbox(seqs).catch((err: unknown) => {
+      // Not lost: the rows' lease lapses and they are taken again.
+      this.logger.warn({ err: errorMessage(err), rows: seqs?.length ?? 'all' }, 'could not hand back outbox rows; they return when their lease lapses');
+    });
   }
 
   private scheduleReconnect(): void {
@@ -313,7 +376,10 @@ export class Broker {
       const rows = this.retry.length ? this.retry.splice(0, room) : await this.store.takeOutbox(Math.min(room, 500));
       if (rows.length === 0) break;
       if (!this.pub) {
-        // The link went while the rows were read: they are taken again after reconnecting.
+        // The link went while the rows were read, perhaps after the loss handed back what
+        // was taken: these go back too, or their lease would be renewed with nobody
+        // publishing them.
+        this.handBack(rows.map((r) => r.seq));
         break;
       }
       let full = false;
@@ -429,6 +495,7 @@ export class Broker {
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.lingerTimer) clearTimeout(this.lingerTimer);
+    if (this.confirmWatch) clearInterval(this.confirmWatch);
     this.flushDeletes();
     const conn = this.conn;
     this.conn = null;

@@ -332,8 +332,12 @@ export interface Store {
   takeOutbox(limit: number): Promise<OutboxMessage[]>;
   /** Confirmed by the broker: the rows leave the outbox. */
   confirmOutbox(seqs: number[]): Promise<void>;
-  /** Everything taken and not confirmed is taken again (after a broker reconnect). */
-  releaseOutbox(): Promise<void>;
+  /**
+   * Rows taken and not confirmed are taken again: those of `seqs` (rows the relay read
+   * and will not publish), or all of them (after a broker reconnect). A take after a
+   * release may also return rows the relay still has in flight; it skips those.
+   */
+  releaseOutbox(seqs?: number[]): Promise<void>;
   /** About how many rows `takeOutbox` could return now. */
   readyCount(): number;
   /** True while journaled rows wait for the relay (for shutdown's drain). */

@@ -302,6 +302,20 @@ describe('PostgreSQL store', function () {
       expect((await b.takeOutbox(10)).map((m) => m.messageId)).to.deep.equal(['r1', 'r2']);
     });
 
+    it('rows handed back one by one go to the other instance at once; what the relay still holds stays renewed; a row it forgot lapses', async () => {
+      await a.append({ outbox: [outboxRow('k1'), outboxRow('k2'), outboxRow('k3')] });
+      const [k1, k2, k3] = await a.takeOutbox(10);
+      await a.releaseOutbox([k1!.seq]);
+      expect((await b.takeOutbox(10)).map((m) => m.messageId)).to.deep.equal(['k1']);
+      // A row A's relay no longer publishes, though the database still names A as its holder
+      // (its hand-back never reached PostgreSQL): A's renewals leave it, so it lapses.
+      const aHeld = (a as unknown as { held: Set<number> }).held;
+      aHeld.delete(k3!.seq);
+      await sleep(1600);
+      expect((await b.takeOutbox(10)).map((m) => m.messageId), 'k2 renewed by A, k3 lapsed').to.deep.equal(['k3']);
+      expect(aHeld.has(k2!.seq)).to.equal(true);
+    });
+
     it("outboxSummary counts a dead instance's rows as lapsed once its lease is over", async () => {
       await a.append({ outbox: [outboxRow('l1'), outboxRow('l2'), outboxRow('l3')] });
       expect(await a.takeOutbox(2)).to.have.length(2);

@@ -9,10 +9,15 @@ import { createServer, connect, type Server, type Socket, type AddressInfo } fro
  * never answered (a client sees a hang, not a refusal). `cut('refuse')`: a
  * host that is up with nothing listening, new connections are reset at once.
  * `partition()`: nothing is torn down, nothing gets through.
+ * `withholdConfirms()`: AMQP links stay up, heartbeats and all, but their
+ * publisher confirms never reach the client.
  */
 export class TcpProxy {
   private readonly server: Server;
   private readonly pairs = new Set<Socket>();
+  /** Client sockets whose broker-to-client AMQP frames are filtered. */
+  private readonly withholding = new Set<Socket>();
+  private readonly clients = new Set<Socket>();
   private mode: 'open' | 'refuse' | 'blackhole' = 'open';
   port = 0;
   /** Connections accepted and forwarded so far. */
@@ -21,12 +26,14 @@ export class TcpProxy {
   private constructor(
     private readonly targetPort: number,
     private readonly targetHost: string,
+    /** The target speaks AMQP: server-to-client bytes are forwarded frame by frame (needed by withholdConfirms). */
+    private readonly amqpFrames: boolean,
   ) {
     this.server = createServer((client) => this.onConnection(client));
   }
 
-  static async start(targetPort: number, targetHost = '127.0.0.1'): Promise<TcpProxy> {
-    const p = new TcpProxy(targetPort, targetHost);
+  static async start(targetPort: number, targetHost = '127.0.0.1', opts: { amqpFrames?: boolean } = {}): Promise<TcpProxy> {
+    const p = new TcpProxy(targetPort, targetHost, opts.amqpFrames ?? false);
     await new Promise<void>((resolve, reject) => {
       p.server.once('error', reject);
       p.server.listen(0, '127.0.0.1', () => resolve());
@@ -69,7 +76,36 @@ export class TcpProxy {
     this.pairs.add(upstream);
     upstream.once('close', () => this.pairs.delete(upstream));
     client.pipe(upstream);
-    upstream.pipe(client);
+    if (!this.amqpFrames) {
+      upstream.pipe(client);
+      return;
+    }
+    // Server-to-client bytes are split into AMQP frames (the server sends no protocol
+    // header on success), so frames can be held back on a link already open.
+    const frames = new AmqpFrameSplitter();
+    upstream.on('data', (chunk: Buffer) => {
+      for (const frame of frames.push(chunk)) {
+        if (this.withholding.has(client) && isConfirm(frame)) continue;
+        if (!client.write(frame)) upstream.pause();
+      }
+    });
+    // Not while partitioned: partition() pauses the upstream on purpose.
+    client.on('drain', () => this.mode === 'open' && upstream.resume());
+    this.clients.add(client);
+    client.once('close', () => {
+      this.clients.delete(client);
+      this.withholding.delete(client);
+    });
+  }
+
+  /**
+   * Every AMQP link open now keeps working except that basic.ack and basic.nack
+   * from the broker are dropped: its publishes are taken and never confirmed.
+   * Links opened afterwards are normal.
+   */
+  withholdConfirms(): void {
+    if (!this.amqpFrames) throw new Error('withholdConfirms needs TcpProxy.start(…, { amqpFrames: true })');
+    for (const s of this.clients) this.withholding.add(s);
   }
 
   /** Destroy every open connection; refuse or blackhole new ones until `restore()`. */
@@ -103,4 +139,26 @@ export class TcpProxy {
     for (const s of [...this.pairs]) s.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
+}
+
+/** Cuts a byte stream into AMQP 0-9-1 frames: type (1), channel (2), size (4), payload, 0xCE. */
+class AmqpFrameSplitter {
+  private buf: Buffer = Buffer.alloc(0);
+
+  push(chunk: Buffer): Buffer[] {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+    const out: Buffer[] = [];
+    while (this.buf.length >= 7) {
+      const end = 7 + this.buf.readUInt32BE(3) + 1;
+      if (this.buf.length < end) break;
+      out.push(this.buf.subarray(0, end));
+      this.buf = this.buf.subarray(end);
+    }
+    return out;
+  }
+}
+
+/** A method frame (type 1) of class basic (60): ack (80) or nack (120). */
+function isConfirm(frame: Buffer): boolean {
+  return frame[0] === 1 && frame.length >= 11 && frame.readUInt16BE(7) === 60 && [80, 120].includes(frame.readUInt16BE(9));
 }

@@ -547,10 +547,13 @@ export class PostgresStore implements Store {
     this.depth = Math.max(0, this.depth - n);
   }
 
-  async releaseOutbox(): Promise<void> {
-    await this.unit((db) => O.releaseOutbox(db, this.instanceId), false);
-    this.held.clear();
+  async releaseOutbox(seqs?: number[]): Promise<void> {
+    // Forgotten before the statement: renewals stop for these rows even if it fails, so
+    // they lapse and are taken again; and a take that returns meanwhile keeps its rows.
+    if (seqs) for (const s of seqs) this.held.delete(s);
+    else this.held.clear();
     this.ready = UNKNOWN;
+    await this.unit((db) => O.releaseOutbox(db, this.instanceId, seqs), false);
   }
 
   readyCount(): number {
@@ -580,7 +583,7 @@ export class PostgresStore implements Store {
         this.stopRenewing();
         return;
       }
-      O.renewOutbox(this.pool, this.instanceId, this.leaseMs).then(
+      O.renewOutbox(this.pool, this.instanceId, this.leaseMs, [...this.held]).then(
         (n) => {
           // Nothing left under our name (confirmed or taken over after a stall): stop tracking it.
           if (n === 0) this.held.clear();

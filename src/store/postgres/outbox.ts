@@ -35,13 +35,18 @@ export async function deleteOutbox(db: Db, seqs: number[]): Promise<number> {
   return (await query(db, `DELETE FROM outbox WHERE seq = ANY($1::bigint[])`, [seqs])).rowCount ?? 0;
 }
 
-export async function releaseOutbox(db: Db, owner: string): Promise<void> {
-  await query(db, `UPDATE outbox SET owner = NULL, lease_until = NULL WHERE owner = $1`, [owner]);
+/** Hands back the rows `owner` holds: those of `seqs`, or all. */
+export async function releaseOutbox(db: Db, owner: string, seqs?: number[]): Promise<void> {
+  if (seqs) await query(db, `UPDATE outbox SET owner = NULL, lease_until = NULL WHERE owner = $1 AND seq = ANY($2::bigint[])`, [owner, seqs]);
+  else await query(db, `UPDATE outbox SET owner = NULL, lease_until = NULL WHERE owner = $1`, [owner]);
 }
 
-/** Extends the lease on every row `owner` holds; the number of rows it still holds. */
-export async function renewOutbox(db: Db, owner: string, leaseMs: number): Promise<number> {
-  return (await query(db, `UPDATE outbox SET lease_until = clock_timestamp() + $2 ${MS} WHERE owner = $1`, [owner, leaseMs])).rowCount ?? 0;
+/**
+ * Extends the lease on the rows of `seqs` that `owner` still holds; how many those are.
+ * Only rows its relay is publishing: a row it took and dropped lapses and is taken again.
+ */
+export async function renewOutbox(db: Db, owner: string, leaseMs: number, seqs: number[]): Promise<number> {
+  return (await query(db, `UPDATE outbox SET lease_until = clock_timestamp() + $2 ${MS} WHERE owner = $1 AND seq = ANY($3::bigint[])`, [owner, leaseMs, seqs])).rowCount ?? 0;
 }
 
 /** The outbox depth and how many rows no live relay holds, in one scan. */

@@ -376,8 +376,9 @@ export class SqliteStore implements Store {
     return this.journal.runSoon(() => this.journal.deleteOutbox(seqs), SENT_LINGER_MS, { durable: false });
   }
 
-  async releaseOutbox(): Promise<void> {
-    this.cursor = 0;
+  async releaseOutbox(seqs?: number[]): Promise<void> {
+    // One relay per file: the cursor goes back to just before the earliest row handed back.
+    this.cursor = seqs ? Math.min(this.cursor, Math.min(...seqs) - 1) : 0;
     this.journal.resetRelay();
   }
 
