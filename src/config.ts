@@ -146,7 +146,7 @@ const coreConfig = {
   PUBLISH_BATCH: positiveInt(),
   /** Outbox depth above which channels pause reading upstream (SMPP, IMAP) and /readyz says so. */
   OUTBOX_HIGH_WATER: positiveInt(),
-  /** A publish unconfirmed this long: the broker link is dropped and everything unconfirmed goes out again on a new one. */
+  /** A message not acked this long after its first publish (unanswered, or nacked on every retry): the broker link is dropped and everything unconfirmed goes out again on a new one. */
   PUBLISH_CONFIRM_TIMEOUT: duration(),
   /** Longest wait between broker reconnect attempts. */
   AMQP_RECONNECT_MAX: duration(),

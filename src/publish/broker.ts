@@ -16,9 +16,9 @@ export interface BrokerOptions {
   batch: number;
   reconnectMaxMs: number;
   /**
-   * A publish unconfirmed for this long means the link no longer confirms (a broker
-   * that lost a confirm across a quorum-queue leader change, a wedged channel): the
-   * relay drops the link and publishes everything unconfirmed again on a new one.
+   * A message not acked this long after its first publish (no answer, or a nack on
+   * every retry) means the link no longer takes messages: the relay drops it and
+   * publishes everything unconfirmed again on a new one.
    */
   confirmTimeoutMs: number;
   /** Handles one message from `tickets.replies`; the message is acked after it resolves, requeued if it throws. */
@@ -43,6 +43,8 @@ export class Broker {
   private pub: ConfirmChannel | null = null;
   private consumer: AmqpChannel | null = null;
   private inflight = new Map<number, InFlight>();
+  /** Each row published on this link and not yet acked (in flight, or nacked and waiting to go again): when it was first sent. */
+  private unacked = new Map<number, number>();
   private retry: OutboxMessage[] = [];
   private returned = new Set<string>();
   private confirmedSeqs: number[] = [];
@@ -269,26 +271,32 @@ export class Broker {
   /**
    * AMQP gives a publish no deadline: a confirm that never comes holds its outbox row
    * (its lease renewed all the while) and a window slot for as long as the link lives,
-   * and heartbeats keep a link alive whose queues no longer confirm. The oldest
-   * unconfirmed publish is checked a few times per timeout; past it, the link is
-   * given up like a lost one.
+   * and heartbeats keep a link alive whose queues no longer confirm. A link can also
+   * nack the same message on every retry: seen on RabbitMQ 3.10 after the node holding
+   * a quorum queue's leader was killed, where the channel went on nacking while the
+   * queue took publishes from new connections. Each row's first publish is remembered
+   * until its ack; a few times per timeout the oldest is checked, and past the timeout
+   * the link is given up like a lost one (the next connect starts at the next node).
+   * Not while the broker blocks publishing for a resource alarm: a new link would be
+   * blocked the same way, and the alarm is logged.
    */
   private watchConfirms(conn: ChannelModel): void {
     if (this.confirmWatch) clearInterval(this.confirmWatch);
     const every = Math.max(50, Math.min(1000, Math.floor(this.opts.confirmTimeoutMs / 4)));
     this.confirmWatch = setInterval(() => {
-      if (this.conn !== conn) return;
-      const oldest = this.inflight.values().next().value as InFlight | undefined;
-      if (!oldest) return;
-      const waitedMs = Math.round(performance.now() - oldest.sentAt);
+      if (this.conn !== conn || this.blocked) return;
+      const first = this.unacked.entries().next().value as [number, number] | undefined;
+      if (!first) return;
+      const waitedMs = Math.round(performance.now() - first[1]);
       if (waitedMs < this.opts.confirmTimeoutMs) return;
-      this.lastError = `CONFIRM_TIMEOUT: ${this.inflight.size} publishes unconfirmed, the oldest for ${waitedMs} ms`;
+      const unconfirmed = this.unacked.size;
+      const nacked = this.retry.length;
+      this.lastError = `CONFIRM_TIMEOUT: ${unconfirmed} publishes not acked (${nacked} of them nacked), the oldest sent ${waitedMs} ms ago`;
       this.logger.warn(
-        { unconfirmed: this.inflight.size, oldestMessageId: oldest.row.messageId, waitedMs, url: redact(this.urls[this.urlIndex] ?? '') },
-        'broker confirms stopped; dropping the link and publishing again on a new one',
+        { unconfirmed, nacked, oldestSeq: first[0], waitedMs, url: redact(this.urls[this.urlIndex] ?? '') },
+        'broker link does not ack publishes; dropping it and publishing again on a new one',
       );
-      this.metrics.publishRetries.inc({ reason: 'confirm_timeout' }, this.inflight.size);
-      this.inflight.clear();
+      this.metrics.publishRetries.inc({ reason: 'confirm_timeout' }, unconfirmed);
       this.onClose(conn);
       // A broker that stopped confirming may not answer connection.close either.
       const closing = setTimeout(() => (conn.connection as unknown as { stream?: { destroy(): void } }).stream?.destroy(), 5000);
@@ -314,6 +322,7 @@ export class Broker {
     // Everything unconfirmed is sent again from the journal after reconnecting.
     if (this.inflight.size) this.metrics.publishRetries.inc({ reason: 'connection_lost' }, this.inflight.size);
     this.inflight.clear();
+    this.unacked.clear();
     this.retry = [];
     // Hand back what this relay took, so an instance still linked to a broker publishes it now.
     this.handBack();
@@ -403,7 +412,9 @@ export class Broker {
   /** False when the socket buffer is full: wait for 'drain'. */
   private publishRow(row: OutboxMessage): boolean {
     const pub = this.pub!;
-    this.inflight.set(row.seq, { row, sentAt: performance.now() });
+    const now = performance.now();
+    this.inflight.set(row.seq, { row, sentAt: now });
+    if (!this.unacked.has(row.seq)) this.unacked.set(row.seq, now);
     return pub.publish(
       EXCHANGE,
       row.routingKey,
@@ -441,6 +452,7 @@ export class Broker {
     } else {
       if (f) this.metrics.confirmLatency.observe((performance.now() - f.sentAt) / 1000);
       this.metrics.published.inc({ type: row.type });
+      this.unacked.delete(row.seq);
       this.confirmedSeqs.push(row.seq);
       if (!this.deleteScheduled) {
         this.deleteScheduled = true;

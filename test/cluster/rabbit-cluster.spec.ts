@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { Collector } from '../support/rabbit.js';
-import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
+import { createTestDatabase, query, type TestDatabase } from '../support/postgres.js';
 import { RabbitCluster } from '../support/rabbit-cluster.js';
 import { waitUntil, type GatewayProcess } from '../support/gateway.js';
 import { clusterEnv, Instances, load, readyz, sleep, waitAll } from './helpers.js';
@@ -25,6 +25,19 @@ describe('cluster: AMQP_URL lists three RabbitMQ nodes and one of them stops', f
     const out = await rabbit!.ctl(['-n', rabbit!.nodes[alive]!.name, 'list_connections', 'port', 'client_properties', '--formatter', 'json']);
     const conns = JSON.parse(out) as { port: number; client_properties: unknown }[];
     return conns.filter((c) => JSON.stringify(c.client_properties).includes('intake-gateway')).map((c) => rabbit!.nodes.findIndex((n) => n.port === Number(c.port)));
+  };
+
+  /** For a failure message: what the outbox still holds, what the queue holds, and what the subscription went through. */
+  const whereTheyAre = async (alive: number, events: string[]): Promise<string> => {
+    const outbox = await query(db.url, `SELECT owner, count(*)::int AS n, min(lease_until) AS lease FROM outbox GROUP BY owner`).catch((e: Error) => e.message);
+    const queues = await rabbit!
+      .ctl(['-n', rabbit!.nodes[alive]!.name, 'list_queues', 'name', 'type', 'leader', 'members', 'online', 'messages', 'messages_unacknowledged', 'consumers', '--formatter', 'json'])
+      .catch((e: Error) => e.message);
+    const sessions = await query(
+      db.url,
+      `SELECT pid, state, wait_event_type, wait_event, xact_start, query_start, left(query, 120) AS query FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`,
+    ).catch((e: Error) => e.message);
+    return `outbox: ${JSON.stringify(outbox)}\ndatabase sessions: ${JSON.stringify(sessions)}\nqueues on node ${alive}: ${queues}\ncollector: ${events.join('; ') || 'no events'}`;
   };
 
   before(async function () {
@@ -92,7 +105,9 @@ describe('cluster: AMQP_URL lists three RabbitMQ nodes and one of them stops', f
       const rec = await l.stop();
       expect(rec.acked.size).to.be.greaterThan(20);
       const refused = rec.answers.filter((x) => !x.id).length;
-      const took = await waitAll(() => collector.messages, rec.acked, 60_000);
+      const took = await waitAll(() => collector.messages, rec.acked, 60_000).catch(async (err: Error) => {
+        throw new Error(`${err.message}\n${await whereTheyAre(consumeFrom, collector.events)}`);
+      });
       console.log(`      ${rec.acked.size} acknowledged, ${refused} not acknowledged during the switch; all on tickets.created ${took} ms after the load stopped`);
       expect((await readyz(gw.baseUrl)).body.broker).to.equal('up');
       return now!;

@@ -4,15 +4,16 @@ import { TcpProxy } from '../support/tcp-proxy.js';
 import { startTestGateway, waitUntil, type StoreChoice, type TestGateway } from '../support/gateway.js';
 
 /**
- * A link that is up (heartbeats flowing) but whose publisher confirms stopped: the
- * broker took the messages and never said so. Seen on a RabbitMQ cluster when the
- * node holding a quorum queue's leader was killed: 337 rows stayed in the outbox
- * for good, their lease renewed by the instance that waited for the confirms. A
- * frame-aware proxy in front of the real broker drops basic.ack and basic.nack on
- * the open link.
+ * A link that is up (heartbeats flowing) but does not ack: its confirms stopped (the
+ * broker took the messages and never said so), or it nacks every retry of the same
+ * messages. The second was seen on a three-node RabbitMQ 3.10 cluster after the node
+ * holding the quorum queues' leaders was killed: the gateway's new channel nacked
+ * every publish, retried every 500 ms, for as long as the test waited, while the
+ * queue took publishes from other connections. A frame-aware proxy in front of the
+ * real broker drops basic.ack/basic.nack on the open link, or turns acks into nacks.
  */
 for (const storeKind of ['sqlite', 'postgres'] as StoreChoice[]) {
-  describe(`broker confirms that never come (real RabbitMQ, ${storeKind} store)`, function () {
+  describe(`broker links that do not ack (real RabbitMQ, ${storeKind} store)`, function () {
     this.timeout(60_000);
     let vhost: Vhost;
     let proxy: TcpProxy;
@@ -67,5 +68,22 @@ for (const storeKind of ['sqlite', 'postgres'] as StoreChoice[]) {
       await tg.created.waitFor((m) => m.body.id === after);
       await waitUntil(async () => (await tg.gateway.store.outboxSummary()).depth === 0, 10_000, 'the new ticket confirmed');
     });
+
+    it('a link that nacks every retry is dropped after PUBLISH_CONFIRM_TIMEOUT; a new one takes the messages', async () => {
+      const links = proxy.connections;
+      const before = await retriesBy('nack');
+      proxy.nackConfirms();
+      const ids: string[] = [];
+      for (let i = 100; i < 110; i++) ids.push(await post(i));
+      // Retried (every 500 ms) and nacked again, more than once each, on the same link.
+      await waitUntil(async () => (await retriesBy('nack')) - before >= 40, 5000, 'the nacks to repeat');
+      expect(proxy.connections).to.equal(links);
+      await waitUntil(async () => proxy.connections === links + 1 && (await tg.gateway.store.outboxSummary()).depth === 0, 20_000, 'the outbox to empty on a new link');
+      const created = tg.created.messages.filter((m) => ids.includes(m.body.id));
+      expect(new Set(created.map((m) => m.body.id)).size).to.equal(10);
+    });
+
+    const retriesBy = async (reason: string): Promise<number> =>
+      (await tg.gateway.metrics.publishRetries.get()).values.find((v) => v.labels.reason === reason)?.value ?? 0;
   });
 }

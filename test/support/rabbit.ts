@@ -65,6 +65,8 @@ export interface Received {
  */
 export class Collector {
   readonly messages: Received[] = [];
+  /** What happened to the subscription besides messages (a broker cancel, a closed channel), for failure messages. */
+  readonly events: string[] = [];
   private waiters: (() => void)[] = [];
   private constructor(private readonly conn: ChannelModel) {}
 
@@ -79,8 +81,14 @@ export class Collector {
         ch.on('error', () => {});
         await ch.checkQueue(queue);
         const c = new Collector(conn);
+        const note = (what: string) => c.events.push(`${new Date().toISOString()} ${what}`);
+        conn.on('close', (err?: Error) => note(`connection closed${err ? `: ${err.message}` : ''}`));
+        ch.on('close', () => note('channel closed'));
         await ch.consume(queue, (m) => {
-          if (!m) return;
+          if (!m) {
+            note('consumer cancelled by the broker');
+            return;
+          }
           c.messages.push({ routingKey: m.fields.routingKey, exchange: m.fields.exchange, properties: m.properties, body: JSON.parse(m.content.toString('utf8')) });
           ch.ack(m);
           const w = c.waiters;

@@ -10,13 +10,14 @@ import { createServer, connect, type Server, type Socket, type AddressInfo } fro
  * host that is up with nothing listening, new connections are reset at once.
  * `partition()`: nothing is torn down, nothing gets through.
  * `withholdConfirms()`: AMQP links stay up, heartbeats and all, but their
- * publisher confirms never reach the client.
+ * publisher confirms never reach the client. `nackConfirms()`: every ack on them
+ * reaches the client as a nack.
  */
 export class TcpProxy {
   private readonly server: Server;
   private readonly pairs = new Set<Socket>();
   /** Client sockets whose broker-to-client AMQP frames are filtered. */
-  private readonly withholding = new Set<Socket>();
+  private readonly withholding = new Map<Socket, 'drop' | 'nack'>();
   private readonly clients = new Set<Socket>();
   private mode: 'open' | 'refuse' | 'blackhole' = 'open';
   port = 0;
@@ -85,8 +86,15 @@ export class TcpProxy {
     const frames = new AmqpFrameSplitter();
     upstream.on('data', (chunk: Buffer) => {
       for (const frame of frames.push(chunk)) {
-        if (this.withholding.has(client) && isConfirm(frame)) continue;
-        if (!client.write(frame)) upstream.pause();
+        const fault = this.withholding.get(client);
+        let out = frame;
+        if (fault === 'drop' && isConfirm(frame)) continue;
+        // basic.ack and basic.nack have the same arguments (delivery tag, then a bit field whose first bit is `multiple`).
+        if (fault === 'nack' && isConfirm(frame) && frame.readUInt16BE(9) === BASIC_ACK) {
+          out = Buffer.from(frame);
+          out.writeUInt16BE(BASIC_NACK, 9);
+        }
+        if (!client.write(out)) upstream.pause();
       }
     });
     // Not while partitioned: partition() pauses the upstream on purpose.
@@ -104,8 +112,17 @@ export class TcpProxy {
    * Links opened afterwards are normal.
    */
   withholdConfirms(): void {
-    if (!this.amqpFrames) throw new Error('withholdConfirms needs TcpProxy.start(…, { amqpFrames: true })');
-    for (const s of this.clients) this.withholding.add(s);
+    this.faultOpenLinks('drop');
+  }
+
+  /** Every AMQP link open now gets a nack for each publish the broker acks. Links opened afterwards are normal. */
+  nackConfirms(): void {
+    this.faultOpenLinks('nack');
+  }
+
+  private faultOpenLinks(fault: 'drop' | 'nack'): void {
+    if (!this.amqpFrames) throw new Error('confirm faults need TcpProxy.start(…, { amqpFrames: true })');
+    for (const s of this.clients) this.withholding.set(s, fault);
   }
 
   /** Destroy every open connection; refuse or blackhole new ones until `restore()`. */
@@ -158,7 +175,10 @@ class AmqpFrameSplitter {
   }
 }
 
-/** A method frame (type 1) of class basic (60): ack (80) or nack (120). */
+const BASIC_ACK = 80;
+const BASIC_NACK = 120;
+
+/** A method frame (type 1) of class basic (60): ack or nack. */
 function isConfirm(frame: Buffer): boolean {
-  return frame[0] === 1 && frame.length >= 11 && frame.readUInt16BE(7) === 60 && [80, 120].includes(frame.readUInt16BE(9));
+  return frame[0] === 1 && frame.length >= 11 && frame.readUInt16BE(7) === 60 && [BASIC_ACK, BASIC_NACK].includes(frame.readUInt16BE(9));
 }
