@@ -95,7 +95,8 @@ async function checkStore(config: Config): Promise<string> {
     const started = performance.now();
     const { PostgresStore } = await import('../store/postgres/index.js');
     const store = await PostgresStore.open({ url: config.DATABASE_URL, clock: systemClock, instanceId: `cli-doctor:${process.pid}`, poolSize: 1 });
-    return probeStore(store, `postgres ${config.DATABASE_URL}`, started);
+    const warnings = store.serverWarnings.map((w) => `; warning: ${w}`).join('');
+    return (await probeStore(store, `postgres ${config.DATABASE_URL}`, started)) + warnings;
   }
   const dir = resolve(config.DATA_DIR);
   if (!existsSync(sqliteFile(config))) {

@@ -70,6 +70,20 @@ describe('PostgreSQL store', function () {
   });
 
   describe('schema', () => {
+    it('warns at open when the server does not vacuum by itself, and only then', async () => {
+      const off = (await db.query<{ autovacuum: string }>('SHOW autovacuum')).rows[0]!.autovacuum === 'off';
+      const warned: string[] = [];
+      const logger = { warn: (...a: unknown[]) => void warned.push(String(a.find((x) => typeof x === 'string'))), error: () => {} };
+      const s = await PostgresStore.open({ url, clock: movableClock(), instanceId: `av-${randomBytes(3).toString('hex')}`, logger: logger as never });
+      try {
+        const about = (w: string) => w.startsWith('PostgreSQL autovacuum is off');
+        expect(warned.some(about), `server autovacuum ${off ? 'off' : 'on'}`).to.equal(off);
+        expect(s.serverWarnings.some(about)).to.equal(off);
+      } finally {
+        await s.close();
+      }
+    });
+
     it('instances starting together apply each migration once', async () => {
       const fresh = await createDatabase();
       const stores = await Promise.all(Array.from({ length: 4 }, (_, i) => PostgresStore.open({ url: fresh, clock: movableClock(), instanceId: `m${i}` })));

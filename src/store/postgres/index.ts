@@ -67,6 +67,8 @@ const POLL_MS = 1000;
  * 1 s poll finds whatever was committed in between.
  */
 const RELAY_QUIET_MS = 250;
+/** How often a take also looks for rows whose holder's lease lapsed. */
+const LAPSED_LOOK_MS = 1000;
 const CONNECT_TIMEOUT_MS = 5000;
 
 /**
@@ -103,6 +105,8 @@ export class PostgresStore implements Store {
   onOutbox: () => void = () => {};
   onCommit?: (t: CommitTiming) => void;
   lastWriteError: Error | null = null;
+  /** Server settings found at open that will hurt (for the log and `doctor`). */
+  readonly serverWarnings: string[] = [];
 
   private closed = false;
   private closing: Promise<void> | null = null;
@@ -125,6 +129,7 @@ export class PostgresStore implements Store {
   private readonly numberBlock: number;
   /** When this instance's relay last took outbox rows (monotonic ms), see RELAY_QUIET_MS. */
   private lastTake = -Infinity;
+  private lastLapsedLook = -Infinity;
   private readonly clock: Clock;
   private readonly instanceId: string;
   private readonly leaseMs: number;
@@ -171,6 +176,10 @@ export class PostgresStore implements Store {
     const counterPool = new pg.Pool({ connectionString: opts.url, max: 1, types, application_name: `gateway ${opts.instanceId} numbers`, Client: BoundedClient });
     counterPool.on('error', (err) => (opts.logger ?? quiet).warn({ err: errorMessage(err) }, 'idle database connection lost'));
     const store = new PostgresStore(pool, counterPool, opts);
+    if (await O.autovacuumOff(pool).catch(() => false)) {
+      store.serverWarnings.push(O.AUTOVACUUM_OFF);
+      store.logger.warn(O.AUTOVACUUM_OFF);
+    }
     await store.poll();
     store.pollTimer = setInterval(() => void store.poll(), POLL_MS);
     store.pollTimer.unref();
@@ -532,7 +541,12 @@ export class PostgresStore implements Store {
   // ---- outbox relay -----------------------------------------------------------------
 
   async takeOutbox(limit: number): Promise<OutboxMessage[]> {
-    const rows = await this.unit((db) => O.takeOutbox(db, this.instanceId, this.leaseMs, limit), false);
+    // Lapsed leases are rare (an instance died) and finding them means reading every held
+    // row: a take looks for them at most once per LAPSED_LOOK_MS; the poll wakes the
+    // relay within a second of a lease lapsing, so they wait no longer than before.
+    const lapsed = performance.now() - this.lastLapsedLook >= LAPSED_LOOK_MS;
+    if (lapsed) this.lastLapsedLook = performance.now();
+    const rows = await this.unit((db) => O.takeOutbox(db, this.instanceId, this.leaseMs, limit, lapsed), false);
     this.lastTake = performance.now();
     for (const r of rows) this.held.add(r.seq);
     this.ready = rows.length < limit ? 0 : Math.max(0, this.ready - rows.length);
