@@ -297,6 +297,8 @@ export class Broker {
         'broker link does not ack publishes; dropping it and publishing again on a new one',
       );
       this.metrics.publishRetries.inc({ reason: 'confirm_timeout' }, unconfirmed);
+      // Counted above: not again as lost with the connection.
+      this.inflight.clear();
       this.onClose(conn);
       // A broker that stopped confirming may not answer connection.close either.
       const closing = setTimeout(() => (conn.connection as unknown as { stream?: { destroy(): void } }).stream?.destroy(), 5000);
