@@ -193,6 +193,29 @@ describe('PostgreSQL store', function () {
       expect(a.lastWriteError).to.equal(null);
     });
 
+    it("a unit whose closing write fails (sent with its COMMIT) commits nothing, reports the write's own error and gives its number back", async () => {
+      const before = await a.accept(acceptUnit({ key: 'end-before' }));
+      // The reads pass; the ticket's matter with a NUL is refused by the closing write itself.
+      const err = await a.accept(acceptUnit({ key: 'end-bad', content: 'bad \u0000 matter' })).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(err).to.be.instanceOf(GatewayError);
+      expect((err as GatewayError).code).to.equal('INPUT_INVALID');
+      const left = await db.query<{ t: number; d: number; o: number }>(
+        `SELECT (SELECT count(*)::int FROM tickets WHERE id = 'k-app-end-bad') AS t,
+                (SELECT count(*)::int FROM dedupe WHERE key = 'end-bad') AS d,
+                (SELECT count(*)::int FROM outbox WHERE message_id = 'k-app-end-bad') AS o`,
+      );
+      expect(left.rows[0]).to.deep.equal({ t: 0, d: 0, o: 0 });
+      // The connection that ran it serves the next unit (the pool has connections to spare, so run several).
+      const after = await Promise.all(['end-after-1', 'end-after-2', 'end-after-3'].map((key) => a.accept(acceptUnit({ key }))));
+      expect(after.map((r) => r.status)).to.deep.equal(['created', 'created', 'created']);
+      const seq = (n: string) => Number(n.split('-')[1]);
+      expect(after.map((r) => seq(r.record.number)).sort((x, y) => x - y)[0]).to.equal(seq(before.record.number) + 1);
+      expect(a.lastWriteError).to.equal(null);
+    });
+
     it('200 concurrent accepts split over both get 200 distinct numbers', async () => {
       const r = await Promise.all(Array.from({ length: 200 }, (_, i) => (i % 2 ? a : b).accept(acceptUnit({ key: `s${i}` }))));
       const numbers = new Set(r.map((x) => x.record.number));

@@ -20,6 +20,23 @@ export async function query<R extends pg.QueryResultRow>(db: Db, text: string, v
   return db.query<R>({ name, text, values });
 }
 
+/**
+ * Runs `send` with the connection's socket corked, so the statements it sends
+ * leave in one write. In pipeline mode the driver writes each statement as soon as
+ * it is queued; on this path a write to the server is the costly part (a system
+ * call that wakes the server's backend), not the bytes.
+ */
+export function corked<T>(c: pg.PoolClient, send: () => T): T {
+  const stream = (c as unknown as { connection?: { stream?: { cork?: () => void; uncork?: () => void } } }).connection?.stream;
+  if (typeof stream?.cork !== 'function' || typeof stream.uncork !== 'function') return send();
+  stream.cork();
+  try {
+    return send();
+  } finally {
+    stream.uncork();
+  }
+}
+
 export async function rows<R extends pg.QueryResultRow>(db: Db, text: string, values: unknown[] = []): Promise<R[]> {
   return (await query<R>(db, text, values)).rows;
 }

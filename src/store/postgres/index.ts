@@ -23,7 +23,7 @@ import type {
   UnitWrites,
   OpsSummary,
 } from '../types.js';
-import { CallbackFailure, callback, pgCode, storeError, types, type Db } from './db.js';
+import { CallbackFailure, callback, corked, pgCode, query, storeError, types, type Db } from './db.js';
 import { migrate } from './migrate.js';
 import * as T from './tickets.js';
 import * as O from './outbox.js';
@@ -31,7 +31,7 @@ import * as B from './outbound.js';
 import * as D from './deadlines.js';
 import * as S from './state.js';
 import { PgAttachmentStore } from './attachments.js';
-import { endUnit } from './writes.js';
+import { unitWrite, type UnitEnd } from './writes.js';
 
 export { PgAttachmentStore } from './attachments.js';
 
@@ -53,6 +53,8 @@ export interface PostgresStoreOptions {
 /** Per-unit facts the runner acts on after the commit. */
 interface UnitState {
   outbox: number;
+  /** When the unit's last write left together with its COMMIT (see finish); null while the transaction is open. */
+  committedAt: number | null;
 }
 
 const UNKNOWN = Number.MAX_SAFE_INTEGER;
@@ -160,6 +162,9 @@ export class PostgresStore implements Store {
       max: opts.poolSize ?? 10,
       types,
       application_name: `gateway ${opts.instanceId}`,
+      // A unit sends its statements without waiting for each answer where the next does
+      // not depend on it (BEGIN and the first read; the last write and COMMIT): see begun, finish.
+      pipeline: true,
       // Units wait for a free connection as long as it takes (under load that wait is the back-pressure),
       // but opening one gives up after CONNECT_TIMEOUT_MS: while PostgreSQL is unreachable, units fail
       // as STORE_UNAVAILABLE instead of hanging. The pool's own timeout would bound both waits at once.
@@ -216,9 +221,9 @@ export class PostgresStore implements Store {
 
   private async runUnit<R>(work: (db: Db, u: UnitState) => Promise<R>, tx: boolean | Begin): Promise<R> {
     for (let attempt = 0; ; attempt++) {
-      const u: UnitState = { outbox: 0 };
+      const u: UnitState = { outbox: 0, committedAt: null };
       try {
-        const value = tx ? await this.transaction((c) => work(c, u), tx === true ? BEGIN : tx) : await work(this.pool, u);
+        const value = tx ? await this.transaction((c) => work(c, u), tx === true ? BEGIN : tx, u) : await work(this.pool, u);
         this.lastWriteError = null;
         if (u.outbox > 0) this.committedOutbox(u.outbox);
         return value;
@@ -233,7 +238,7 @@ export class PostgresStore implements Store {
     }
   }
 
-  private async transaction<R>(fn: (c: pg.PoolClient) => Promise<R>, begin: Begin): Promise<R> {
+  private async transaction<R>(fn: (c: pg.PoolClient) => Promise<R>, begin: Begin, u: UnitState): Promise<R> {
     const queuedAt = performance.now();
     const c = await this.pool.connect();
     const startedAt = performance.now();
@@ -244,12 +249,15 @@ export class PostgresStore implements Store {
     };
     c.on('error', onError);
     try {
-      await begin(c);
-      const value = await fn(c);
-      const committing = performance.now();
-      await c.query('COMMIT');
+      const value = await this.begun(c, begin, fn);
+      let committing = u.committedAt;
+      if (committing === null) {
+        committing = performance.now();
+        await c.query('COMMIT');
+      }
       // Each unit is its own transaction: queued = waiting for a pooled connection,
-      // commit = BEGIN to COMMIT sent, durable = COMMIT's round trip (the WAL flush).
+      // commit = BEGIN to COMMIT sent, durable = COMMIT's round trip (the WAL flush;
+      // with the unit's last write when it went along, see finish).
       this.onCommit?.({ units: 1, queuedMs: startedAt - queuedAt, commitMs: committing - startedAt, durableMs: performance.now() - committing });
       return value;
     } catch (err) {
@@ -264,6 +272,66 @@ export class PostgresStore implements Store {
     }
   }
 
+  /**
+   * Runs `fn` in the transaction `begin` opens. The pool's connections run in
+   * pipeline mode, so BEGIN (with the key's lock, for accept) and the unit's first
+   * statement leave in one write and come back in one round trip instead of two;
+   * the server still runs them in order, so that statement runs after the lock is
+   * granted. Nothing runs outside the transaction when BEGIN fails: the statements
+   * behind a failed BEGIN fail too ("current transaction is aborted"), and BEGIN's
+   * own error is the one reported (a key PostgreSQL cannot hold is INPUT_INVALID).
+   */
+  private async begun<R>(c: pg.PoolClient, begin: Begin, fn: (c: pg.PoolClient) => Promise<R>): Promise<R> {
+    let beginFailed: { err: unknown } | null = null;
+    let running!: Promise<R>;
+    const opened = corked(c, () => {
+      const b = begin(c).then(
+        () => {},
+        (err: unknown) => {
+          beginFailed = { err };
+        },
+      );
+      try {
+        running = fn(c);
+      } catch (err) {
+        running = Promise.reject(err);
+      }
+      return b;
+    });
+    let value: R;
+    try {
+      value = await running;
+    } catch (err) {
+      await opened;
+      throw beginFailed ? (beginFailed as { err: unknown }).err : err;
+    }
+    await opened;
+    if (beginFailed) throw (beginFailed as { err: unknown }).err;
+    return value;
+  }
+
+  /**
+   * A unit's last statement: its writes (one statement, see writes.ts), sent in one
+   * write together with the COMMIT, so the unit's end is one round trip. If the
+   * writes fail, the server skips nothing it should run: the COMMIT of the failed
+   * transaction answers ROLLBACK, and the writes' error is the unit's. Outside a
+   * transaction (the pool) the statement runs alone.
+   */
+  private async finish(db: Db, u: UnitState, end: UnitEnd): Promise<void> {
+    const w = unitWrite(end);
+    if (!w) return;
+    if (db instanceof pg.Pool) {
+      await query(db, w.text, w.values);
+    } else {
+      u.committedAt = performance.now();
+      const [written, committed] = await Promise.allSettled(corked(db, () => [query(db, w.text, w.values), db.query('COMMIT')]));
+      if (written.status === 'rejected') throw written.reason;
+      if (committed.status === 'rejected') throw committed.reason;
+      if (committed.value.command !== 'COMMIT') throw new Error(`the unit's transaction ended with ${committed.value.command}`);
+    }
+    u.outbox += end.writes.outbox?.length ?? 0;
+  }
+
   private async read<R>(fn: (db: Db) => Promise<R>): Promise<R> {
     if (this.closed) throw new GatewayError('STORE_CLOSED', 'store is closed');
     try {
@@ -273,8 +341,8 @@ export class PostgresStore implements Store {
     }
   }
 
-  private async applyWrites(db: Db, u: UnitState, writes: UnitWrites, now: number): Promise<void> {
-    u.outbox += await endUnit(db, { writes, now, writer: this.notifyAs() });
+  private applyWrites(db: Db, u: UnitState, writes: UnitWrites, now: number): Promise<void> {
+    return this.finish(db, u, { writes, now, writer: this.notifyAs() });
   }
 
   /** The NOTIFY payload's writer for a unit's outbox rows, or null while this instance's relay takes them itself (RELAY_QUIET_MS). */
@@ -343,7 +411,7 @@ export class PostgresStore implements Store {
   accept(unit: AcceptUnit): Promise<AcceptOutcome> {
     const { channel, dedupeKey } = unit;
     // The same upstream message delivered to two instances: the second waits at the lock, taken with BEGIN, and then sees the first.
-    const begin: Begin = (c) => T.beginLocked(c, channel, dedupeKey);
+    const begin: Begin = (c) => Promise.all([c.query('BEGIN'), T.lockKey(c, channel, dedupeKey)]);
     return this.unit(async (c, u): Promise<AcceptOutcome> => {
       const now = this.clock.now();
       const r = await T.acceptReads(c, {
@@ -364,7 +432,7 @@ export class PostgresStore implements Store {
       const open = r.open;
       if (open) {
         const writes = callback(() => unit.followup(open, now));
-        u.outbox += await endUnit(c, {
+        await this.finish(c, u, {
           dedupe: { channel, key: dedupeKey, ticketId: open.id },
           parts: unit.partsGroup ? { channel, group: unit.partsGroup } : undefined,
           writes,
@@ -380,7 +448,7 @@ export class PostgresStore implements Store {
       let nt: NewTicket;
       try {
         nt = callback(() => unit.create({ now, number, recent: r.recent }));
-        u.outbox += await endUnit(c, {
+        await this.finish(c, u, {
           ticket: { t: nt, channel, raw: unit.raw },
           dedupe: nt.dedupe ? { channel, key: dedupeKey, ticketId: nt.id } : undefined,
           parts: unit.partsGroup ? { channel, group: unit.partsGroup } : undefined,

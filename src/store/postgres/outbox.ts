@@ -19,7 +19,6 @@ export async function autovacuumOff(db: Db): Promise<boolean> {
   return (await first<{ autovacuum: string }>(db, 'SHOW autovacuum'))?.autovacuum === 'off';
 }
 
-
 /**
  * Takes up to `limit` rows no live relay holds, oldest first, for `leaseMs`: rows nobody
  * took (the partial index outbox_untaken), and with `lapsed` also rows whose holder's
@@ -74,8 +73,13 @@ export async function outboxStats(db: Db): Promise<{ depth: number; untaken: num
   return { depth: r?.depth ?? 0, untaken: r?.untaken ?? 0 };
 }
 
+/** Whether a take would find rows: untaken ones first (the partial index), held ones with a lapsed lease only when there are none. */
 export async function hasUntaken(db: Db): Promise<boolean> {
-  const r = await first<{ any: boolean }>(db, `SELECT EXISTS (SELECT 1 FROM outbox WHERE owner IS NULL OR lease_until < clock_timestamp()) AS any`);
+  const r = await first<{ any: boolean }>(
+    db,
+    `SELECT EXISTS (SELECT 1 FROM outbox WHERE owner IS NULL)
+         OR EXISTS (SELECT 1 FROM outbox WHERE owner IS NOT NULL AND lease_until < clock_timestamp()) AS any`,
+  );
   return r?.any ?? false;
 }
 

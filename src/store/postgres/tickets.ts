@@ -1,6 +1,5 @@
 import type { Channel } from '../../ticket.js';
 import type { NewTicket, RecentTicket, TicketChange, TicketRecord } from '../types.js';
-import type pg from 'pg';
 import { first, query, rows, type Db } from './db.js';
 import { toTicketRecord, type TicketRow } from '../rows.js';
 
@@ -56,22 +55,14 @@ export async function ticketNamedBy(db: Db, refs: string[]): Promise<TicketRecor
   return r ? toTicketRecord(r) : null;
 }
 
-/** Serializes every unit about the same upstream message, on any instance, until the unit ends. */
+/**
+ * Serializes every unit about the same upstream message, on any instance, until
+ * the unit ends. Sent right behind the unit's BEGIN, in the same write (the pool
+ * runs in pipeline mode); the unit's reads follow in their own statement, so their
+ * snapshot is taken after the lock is granted.
+ */
 export async function lockKey(db: Db, channel: string, key: string): Promise<void> {
   await query(db, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [`${channel}:${key}`]);
-}
-
-/**
- * Opens the unit's transaction and takes the key's lock in one round trip: a
- * simple-protocol query may hold several statements, but no parameters, so the
- * key travels as hex (nothing to escape) and is turned back into the same text
- * (the same hash as `lockKey`, so instances of either kind exclude each other).
- * A key PostgreSQL cannot hold as text (a NUL) fails in convert_from with a data
- * exception, as it would as a parameter.
- */
-export async function beginLocked(db: pg.PoolClient, channel: string, key: string): Promise<void> {
-  const hex = Buffer.from(`${channel}:${key}`, 'utf8').toString('hex');
-  await db.query(`BEGIN; SELECT pg_advisory_xact_lock(hashtextextended(convert_from(decode('${hex}', 'hex'), 'UTF8'), 0))`);
 }
 
 export interface AcceptReads {

@@ -1,5 +1,4 @@
 import type { NewTicket, UnitWrites } from '../types.js';
-import { query, type Db } from './db.js';
 import { OUTBOX_CHANNEL } from './outbox.js';
 
 /**
@@ -8,7 +7,8 @@ import { OUTBOX_CHANNEL } from './outbox.js';
  * instances' relays (delivered at commit) when the writer asks for it, outgoing
  * messages, refs, and the parts group the message consumed. Each statement is a
  * round trip, and while a unit runs it holds its locks and a pooled connection,
- * so a unit's writes are this one statement.
+ * so a unit's writes are this one statement, sent together with the unit's COMMIT
+ * (see PostgresStore.finish).
  */
 
 export interface UnitEnd {
@@ -55,14 +55,14 @@ p AS (
 )
 SELECT pg_notify('${OUTBOX_CHANNEL}', $36::text || ' ' || c.n) FROM (SELECT count(*) AS n FROM o) c WHERE c.n > 0 AND $36::text IS NOT NULL`;
 
-/** Returns how many outbox rows were written. */
-export async function endUnit(db: Db, e: UnitEnd): Promise<number> {
+/** The statement that writes everything in `e`, or null when there is nothing to write. */
+export function unitWrite(e: UnitEnd): { text: string; values: unknown[] } | null {
   const outbox = e.writes.outbox ?? [];
   const outbound = e.writes.outbound ?? [];
   const refs = e.writes.refs ?? [];
-  if (!e.ticket && !e.dedupe && !e.parts && outbox.length === 0 && outbound.length === 0 && refs.length === 0) return 0;
+  if (!e.ticket && !e.dedupe && !e.parts && outbox.length === 0 && outbound.length === 0 && refs.length === 0) return null;
   const t = e.ticket?.t;
-  await query(db, WRITE, [
+  const values = [
     t?.id ?? null,
     t?.number ?? null,
     e.ticket?.channel ?? null,
@@ -100,6 +100,6 @@ export async function endUnit(db: Db, e: UnitEnd): Promise<number> {
     e.parts?.channel ?? null,
     e.parts?.group ?? null,
     e.writer,
-  ]);
-  return outbox.length;
+  ];
+  return { text: WRITE, values };
 }
