@@ -282,14 +282,11 @@ export class PostgresStore implements Store {
    * own error is the one reported (a key PostgreSQL cannot hold is INPUT_INVALID).
    */
   private async begun<R>(c: pg.PoolClient, begin: Begin, fn: (c: pg.PoolClient) => Promise<R>): Promise<R> {
-    let beginFailed: { err: unknown } | null = null;
     let running!: Promise<R>;
     const opened = corked(c, () => {
       const b = begin(c).then(
-        () => {},
-        (err: unknown) => {
-          beginFailed = { err };
-        },
+        () => null,
+        (err: unknown) => ({ err }),
       );
       try {
         running = fn(c);
@@ -298,37 +295,34 @@ export class PostgresStore implements Store {
       }
       return b;
     });
-    let value: R;
-    try {
-      value = await running;
-    } catch (err) {
-      await opened;
-      throw beginFailed ? (beginFailed as { err: unknown }).err : err;
-    }
-    await opened;
-    if (beginFailed) throw (beginFailed as { err: unknown }).err;
-    return value;
+    const [beginFailed, ran] = await Promise.all([
+      opened,
+      running.then(
+        (value) => ({ ok: true as const, value }),
+        (err: unknown) => ({ ok: false as const, err }),
+      ),
+    ]);
+    if (beginFailed) throw beginFailed.err;
+    if (!ran.ok) throw ran.err;
+    return ran.value;
   }
 
   /**
    * A unit's last statement: its writes (one statement, see writes.ts), sent in one
    * write together with the COMMIT, so the unit's end is one round trip. If the
    * writes fail, the server skips nothing it should run: the COMMIT of the failed
-   * transaction answers ROLLBACK, and the writes' error is the unit's. Outside a
-   * transaction (the pool) the statement runs alone.
+   * transaction answers ROLLBACK, and the writes' error is the unit's. Only units
+   * run in a transaction write (`unit(work)` with `tx` true).
    */
   private async finish(db: Db, u: UnitState, end: UnitEnd): Promise<void> {
+    if (db instanceof pg.Pool) throw new Error("a unit's writes run in its transaction");
     const w = unitWrite(end);
     if (!w) return;
-    if (db instanceof pg.Pool) {
-      await query(db, w.text, w.values);
-    } else {
-      u.committedAt = performance.now();
-      const [written, committed] = await Promise.allSettled(corked(db, () => [query(db, w.text, w.values), db.query('COMMIT')]));
-      if (written.status === 'rejected') throw written.reason;
-      if (committed.status === 'rejected') throw committed.reason;
-      if (committed.value.command !== 'COMMIT') throw new Error(`the unit's transaction ended with ${committed.value.command}`);
-    }
+    u.committedAt = performance.now();
+    const [written, committed] = await Promise.allSettled(corked(db, () => [query(db, w.text, w.values), db.query('COMMIT')]));
+    if (written.status === 'rejected') throw written.reason;
+    if (committed.status === 'rejected') throw committed.reason;
+    if (committed.value.command !== 'COMMIT') throw new Error(`the unit's transaction ended with ${committed.value.command}`);
     u.outbox += end.writes.outbox?.length ?? 0;
   }
 
