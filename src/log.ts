@@ -4,7 +4,37 @@ import { RecentErrors } from './ops/recent-errors.js';
 
 // Phone numbers and e-mail addresses never reach the logs in clear: citizens'
 // contact data is personal information, and logs travel further than the store.
-const PHONE = /(?<!\d)(\+?86)?(1[3-9]\d)(\d{4})(\d{4})(?!\d)/g;
+const PHONE = /(?<!\d)(\+?86)?(1[3-9]\d)\d{4}(\d{4})(?!\d)/g;
+/**
+ * A run of ASCII letters and digits holding a letter, or a phone number standing on its own.
+ * Ids are such runs (a UUID's last group `b13812345678`, a hex digest, a base-62 key), and
+ * masking eleven digits inside them hides nobody while breaking the search for that id in the
+ * broker or the database. Only ASCII letters join a run: in `电话13812345678请回电` the number
+ * stands on its own, whatever Unicode calls the characters around it. Written as digits, one
+ * letter, then the rest, so that each run is read once (a log line may hold a long one).
+ */
+const TOKEN_OR_PHONE = new RegExp(`(?<![0-9A-Za-z])[0-9]*[A-Za-z][0-9A-Za-z]*|${PHONE.source}`, 'g');
+const HEX = /^[0-9a-f]+$/i;
+
+function maskPhone(cc: string | undefined, head: string, tail: string): string {
+  return `${cc ?? ''}${head}****${tail}`;
+}
+
+/**
+ * Inside a run of letters and digits, eleven digits are part of an id when the run has an id's
+ * hex shape (a UUID's last group: twelve hex characters after `-`; a digest or hex key of at
+ * least sixteen) or when letters hold them on both sides (`a13812345678f`). A word written
+ * against a number (`tel13812345678`, `vx13812345678`, `phone13812345678`, also hex-looking
+ * ones such as `add13812345678`) is a person's number: over-masking an odd id is cheap, a
+ * number in clear is not.
+ */
+function maskInToken(token: string, at: number, text: string): string {
+  if (HEX.test(token) && (token.length >= 16 || (token.length === 12 && text[at - 1] === '-'))) return token;
+  return token.replace(PHONE, (m: string, cc: string | undefined, head: string, tail: string, at: number) =>
+    at > 0 && at + m.length < token.length ? m : maskPhone(cc, head, tail),
+  );
+}
+
 /**
  * ASCII and internationalised addresses alike (RFC 6531: a Unicode local part such
  * as `张三`, an IDN domain such as `例子.中国` or its `xn--` form), with `@` or the
@@ -46,7 +76,9 @@ function maskEmails(text: string): string {
 }
 
 export function maskPII(text: string): string {
-  const phonesMasked = text.replace(PHONE, (_m, cc: string | undefined, a: string, _b: string, c: string) => `${cc ?? ''}${a}****${c}`);
+  const phonesMasked = text.replace(TOKEN_OR_PHONE, (m: string, cc: string | undefined, head: string | undefined, tail: string, at: number) =>
+    head === undefined ? maskInToken(m, at, text) : maskPhone(cc, head, tail),
+  );
   return phonesMasked.includes('@') || phonesMasked.includes('\uff20') ? maskEmails(phonesMasked) : phonesMasked;
 }
 

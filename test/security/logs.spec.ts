@@ -83,6 +83,75 @@ describe('security: logs and configuration messages keep secrets and personal da
     );
   });
 
+  it('maskPII: a phone number is masked in every shape a log line holds it, Chinese text around it included', () => {
+    const cases: [string, string][] = [
+      ['13812345678', '138****5678'],
+      ['+8613812345678', '+86138****5678'],
+      ['8613812345678', '86138****5678'],
+      ['+86-13812345678', '+86-138****5678'],
+      ['+86 13812345678', '+86 138****5678'],
+      ['{"phone":"13812345678"}', '{"phone":"138****5678"}'],
+      ['tel:13812345678', 'tel:138****5678'],
+      ['phone=13812345678&x=1', 'phone=138****5678&x=1'],
+      ['from:13812345678', 'from:138****5678'],
+      ['电话13812345678请回电', '电话138****5678请回电'],
+      ['手机：+8613812345678。', '手机：+86138****5678。'],
+      ['13812345678、13912345678/13712345678', '138****5678、139****5678/137****5678'],
+      // A word written against a number does not make it an id.
+      ['tel13812345678', 'tel138****5678'],
+      ['TEL13812345678', 'TEL138****5678'],
+      ['加vx13812345678', '加vx138****5678'],
+      ['phone13812345678', 'phone138****5678'],
+      ['mobile8613812345678', 'mobile86138****5678'],
+      ['13812345678ext', '138****5678ext'],
+      ['+8613812345678abc', '+86138****5678abc'],
+      // Hex-looking words are words too, unless the run has an id's shape.
+      ['add13812345678', 'add138****5678'],
+      ['acc13812345678', 'acc138****5678'],
+      ['key:b13812345678', 'key:b138****5678'],
+    ];
+    for (const [text, masked] of cases) expect(maskPII(text), text).to.equal(masked);
+    expect(maskPII('zhang13812345678@163.com')).not.to.contain('13812345678');
+  });
+
+  it('maskPII: eleven digits inside an id (a UUID group, a hex digest, letters on both sides) stay as they are', () => {
+    for (const id of [
+      'c23614ae-7f1d-5b2e-9c4a-b13812345678',
+      'c23614ae-7f1d-5b2e-9c4a-13812345678b',
+      'C23614AE-7F1D-5B2E-9C4A-B13812345678',
+      'deadbeef13812345678cafe0000000000000000',
+      '13812345678abcdef0123456789abcdef0123456',
+      'a13812345678f',
+      'x13812345678y',
+      'k9X8613812345678Qz',
+    ]) {
+      expect(maskPII(id), id).to.equal(id);
+      expect(maskPII(`messageId=${id} from 13900139000`), id).to.equal(`messageId=${id} from 139****9000`);
+    }
+  });
+
+  it('maskPII: any mainland mobile number between anything but ASCII letters and digits is masked; inside a hex id it is not', () => {
+    const number = fc.tuple(fc.constantFrom(...'3456789'), fc.stringMatching(/^\d{9}$/)).map(([d, rest]) => `1${d}${rest}`);
+    const prefix = fc.constantFrom('', '+86', '86', '+86 ', '+86-');
+    const around = fc.constantFrom(' ', '"', ':', '：', '=', '，', '。', '(', ')', '/', '\n', '电话', '请回电', '手机号', '號碼', 'tel:', '<', '>', '');
+    fc.assert(
+      fc.property(number, prefix, around, around, (n, p, before, after) => {
+        const masked = maskPII(`${before}${p}${n}${after}`);
+        expect(masked).not.to.contain(n);
+        expect(masked).to.contain(`${n.slice(0, 3)}****${n.slice(7)}`);
+      }),
+      fcParams(),
+    );
+    const hex = fc.constantFrom(...'abcdefABCDEF');
+    fc.assert(
+      fc.property(number, hex, fc.boolean(), (n, letter, letterFirst) => {
+        const id = `0f3c9a1e-2b7d-4c8e-9a6f-${letterFirst ? letter + n : n + letter}`;
+        expect(maskPII(`{"messageId":"${id}"}`)).to.equal(`{"messageId":"${id}"}`);
+      }),
+      fcParams(),
+    );
+  });
+
   it('every log field is masked: nested objects, arrays, error messages and causes, child bindings, interpolation, deep values', () => {
     const c = capture();
     const log = createLogger('info', c.stream);
