@@ -32,18 +32,35 @@ export interface LoadResult {
 
 /**
  * One POST of `body` on `agent`; `done` gets the status and the answer's text, or
- * status 0 when the request failed before an answer. Both load generators use it.
+ * status 0 and the error when the request failed before a whole answer. Both load
+ * generators use it.
  */
-export function postJson(agent: http.Agent, url: URL, headers: Record<string, string>, body: string, done: (status: number, body: string) => void): void {
+export function postJson(
+  agent: http.Agent,
+  url: URL,
+  headers: Record<string, string>,
+  body: string,
+  done: (status: number, body: string, err?: NodeJS.ErrnoException) => void,
+): void {
+  // Called once: a socket that dies mid-answer can report on both the request and the response.
+  let called = false;
+  const once = (status: number, text: string, err?: NodeJS.ErrnoException) => {
+    if (called) return;
+    called = true;
+    done(status, text, err);
+  };
   const req = http.request(
     { agent, method: 'POST', host: url.hostname, port: url.port, path: url.pathname, headers: { ...headers, 'content-length': Buffer.byteLength(body) } },
     (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => done(res.statusCode ?? 0, Buffer.concat(chunks).toString()));
+      res.on('end', () => once(res.statusCode ?? 0, Buffer.concat(chunks).toString()));
+      // Once the head is in, a reset before the end is reported here and not on
+      // `req`; without this the request would never settle and the run would hang.
+      res.on('error', (err) => once(0, '', err));
     },
   );
-  req.on('error', () => done(0, ''));
+  req.on('error', (err) => once(0, '', err));
   req.end(body);
 }
 

@@ -6,7 +6,7 @@ import { createTestDatabase, type TestDatabase } from '../test/support/postgres.
 import { spawnGateway, tempDir, TEST_API_KEY, type GatewayProcess } from '../test/support/gateway.js';
 import { brokerPid, brokerReady, cpuMs, httpLoad, percentile, procStatusMb } from './lib.js';
 import { machineMeter, postgresMeter, type MachineLoad } from './machine.js';
-import { openLoop } from './openloop.js';
+import { openLoop, type OpenLoopResult } from './openloop.js';
 import { ticketBody } from './bodies.js';
 import { tailProbe, type TailBreakdown } from './tail.js';
 
@@ -42,6 +42,8 @@ export interface FixedResult {
   rate: number;
   sent: number;
   failed: number;
+  failures: OpenLoopResult['failures'];
+  failureSamples: OpenLoopResult['failureSamples'];
   answeredPerSecond: number;
   accept: Latencies;
   consumed: Latencies;
@@ -184,7 +186,7 @@ export async function runMode(mode: Mode, sizes: ModeSizes): Promise<ModeResult>
       const tail = await probe?.stop();
       await allIn([...due.keys()], 300_000);
       const consumed = [...due].map(([id, d]) => first.get(id)! - d).sort((a, b) => a - b);
-      fixed.push({ rate, sent: Math.round(rate * secs), failed: r.failed, answeredPerSecond: r.answeredPerSecond, accept: lat(r.latencyMs), consumed: lat(consumed), sendLagMaxMs: r.sendLagMaxMs, tail });
+      fixed.push({ rate, sent: Math.round(rate * secs), failed: r.failed, failures: r.failures, failureSamples: r.failureSamples, answeredPerSecond: r.answeredPerSecond, accept: lat(r.latencyMs), consumed: lat(consumed), sendLagMaxMs: r.sendLagMaxMs, tail });
     }
 
     let takeover: ModeResult['takeover'];

@@ -8,6 +8,7 @@ import { cpuMeter, fmt, httpLoad, rawConfirmedPublish } from './lib.js';
 import { machineMeter, type MachineLoad } from './machine.js';
 import { formatTail } from './tail.js';
 import { formatSoak, soak } from './soak.js';
+import { formatFailed } from './openloop.js';
 import { runMode, type Mode, type ModeResult, type ModeSizes } from './modes.js';
 import { projectRoot } from '../src/config.js';
 import { benchDeadlines } from './deadlines.js';
@@ -187,7 +188,7 @@ async function main(): Promise<void> {
         const f = r.fixed[0]!;
         out(
           `round ${round}: ${m.name.padEnd(6)} ${fmt(r.ticketsPerSecond)} tickets/s; gateway ${r.cpu.gateways.map((c) => fmt(c)).join(' + ')} µs, postgres ${fmt(r.cpu.postgres)} µs, broker ${fmt(r.cpu.broker)} µs, client ${fmt(r.cpu.client)} µs per ticket; ` +
-            `1,000/s: answered ${fmt(f.answeredPerSecond)}/s, 202 p99 ${fmt(f.accept.p99)} ms, consumed p99 ${fmt(f.consumed.p99)} ms, ${f.failed} failed, sender late ≤ ${fmt(f.sendLagMaxMs, 1)} ms; ` +
+            `1,000/s: answered ${fmt(f.answeredPerSecond)}/s, 202 p99 ${fmt(f.accept.p99)} ms, consumed p99 ${fmt(f.consumed.p99)} ms, ${formatFailed(f)}, sender late ≤ ${fmt(f.sendLagMaxMs, 1)} ms; ` +
             `machine ${fmt(r.load.busyCores, 2)} cores busy, others ${fmt(r.load.otherCores, 2)}, load avg ${fmt(r.load.loadavg1, 1)}` +
             (r.takeover ? `; takeover ${r.takeover.stranded ? `${fmt(r.takeover.ms)} ms for ${r.takeover.stranded} stranded rows${r.takeover.missing ? `, ${r.takeover.missing} not out after 60 s` : ''}` : 'none stranded'}` : ''),
         );

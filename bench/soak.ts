@@ -6,7 +6,7 @@ import { createVhost } from '../test/support/rabbit.js';
 import { createTestDatabase, type TestDatabase } from '../test/support/postgres.js';
 import { spawnGateway, tempDir, TEST_API_KEY } from '../test/support/gateway.js';
 import { brokerReady, cpuMs, fmt, httpLoad, percentile, procStatusMb } from './lib.js';
-import { openLoop } from './openloop.js';
+import { formatFailed, openLoop, type OpenLoopResult } from './openloop.js';
 import { ticketBody } from './bodies.js';
 
 /**
@@ -42,6 +42,8 @@ export interface SoakWindow {
 export interface SoakResult {
   windows: SoakWindow[];
   failed: number;
+  failures: OpenLoopResult['failures'];
+  failureSamples: OpenLoopResult['failureSamples'];
   sendLagMaxMs: number;
   /** All answers: POST → 202 p50/p99/p99.9, ms. */
   accept: { p50: number; p99: number; p999: number };
@@ -152,6 +154,8 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
     return {
       windows,
       failed: r.failed,
+      failures: r.failures,
+      failureSamples: r.failureSamples,
       sendLagMaxMs: r.sendLagMaxMs,
       accept: { p50: percentile(allLat, 50), p99: percentile(allLat, 99), p999: percentile(allLat, 99.9) },
       consumed: { p50: percentile(allConsumed, 50), p99: percentile(allConsumed, 99), p999: percentile(allConsumed, 99.9) },
@@ -170,7 +174,7 @@ export async function soak(o: SoakOptions): Promise<SoakResult> {
 
 export function formatSoak(o: SoakOptions, r: SoakResult): string[] {
   const lines = [
-    `soak ${o.store}: ${fmt(o.rate)}/s for ${o.minutes} min, open loop, 3-minute deadlines nobody answers (warnings from 2.4 min, breaches from 3 min); ${r.failed} failed, sender late ≤ ${fmt(r.sendLagMaxMs, 1)} ms`,
+    `soak ${o.store}: ${fmt(o.rate)}/s for ${o.minutes} min, open loop, 3-minute deadlines nobody answers (warnings from 2.4 min, breaches from 3 min); ${formatFailed(r)}, sender late ≤ ${fmt(r.sendLagMaxMs, 1)} ms`,
     `  whole run: POST → 202 p50/p99/p99.9 ${fmt(r.accept.p50, 1)} / ${fmt(r.accept.p99, 1)} / ${fmt(r.accept.p999, 1)} ms; POST → consumed ${fmt(r.consumed.p50, 1)} / ${fmt(r.consumed.p99, 1)} / ${fmt(r.consumed.p999, 1)} ms; peak RSS ${fmt(r.rssPeakMb, 0)} MB`,
     '  from s | answered | 202 p50 / p99 / p99.9 ms | consumed p99 ms | gateway CPU µs/ticket | RSS MB | loop delay max ms | deadline events | store MB',
   ];
