@@ -307,7 +307,10 @@ describe('PostgreSQL store', function () {
       const ids = [...fired, ...more].map((x) => x.due.ticketId);
       expect(ids).to.have.length(60);
       expect(new Set(ids).size).to.equal(60);
-      expect(await drain(b)).to.have.length(60);
+      // A's relay has just taken, so A's events are written taken by A (published from its memory); B's wait in the table.
+      const published = [...(await drain(a)), ...(await drain(b))];
+      expect(published).to.have.length(60);
+      expect(new Set(published.map((m) => m.messageId)).size).to.equal(60);
     });
 
     it("another instance's commit wakes this relay, and its rows are this one's to take", async () => {
@@ -364,6 +367,75 @@ describe('PostgreSQL store', function () {
         s = await b.outboxSummary();
       }
       expect(s).to.include({ depth: 3, taken: 0, lapsed: 2 });
+    });
+
+    it('while its relay takes, an instance writes its outbox rows taken by itself and hands them over without a statement', async () => {
+      await a.takeOutbox(10);
+      await a.append({ outbox: [outboxRow('own1'), outboxRow('own2')] });
+      const held = await db.query<{ message_id: string; owner: string | null; leased: boolean }>(
+        `SELECT message_id, owner, lease_until > clock_timestamp() AS leased FROM outbox ORDER BY seq`,
+      );
+      const aId = (a as unknown as { instanceId: string }).instanceId;
+      expect(held.rows).to.deep.equal([
+        { message_id: 'own1', owner: aId, leased: true },
+        { message_id: 'own2', owner: aId, leased: true },
+      ]);
+      expect(await b.takeOutbox(10), 'taken by A from the start').to.deep.equal([]);
+      expect(a.readyCount()).to.equal(2);
+      expect(await a.hasUntaken()).to.equal(true);
+      const rows = await a.takeOutbox(10);
+      expect(rows.map((m) => m.messageId)).to.deep.equal(['own1', 'own2']);
+      // The same message a take from the table returns: seq, routing key, headers, body.
+      const again = await db.query<{ seq: number }>(`SELECT seq FROM outbox ORDER BY seq`);
+      expect(rows.map((m) => m.seq)).to.deep.equal(again.rows.map((r) => Number(r.seq)));
+      expect(rows[0]).to.deep.include({ routingKey: 'test.own1', type: 'test.event', headers: { id: 'own1', n: 1 } });
+      expect(JSON.parse(rows[0]!.body)).to.deep.equal({ id: 'own1' });
+      await a.confirmOutbox(rows.map((m) => m.seq));
+      expect((await db.query(`SELECT count(*)::int AS n FROM outbox`)).rows[0].n).to.equal(0);
+    });
+
+    it('rows its relay leaves untaken go back to the table, for any relay, in seq order', async () => {
+      await a.takeOutbox(10);
+      await a.append({ outbox: [outboxRow('s1'), outboxRow('s2')] });
+      expect(await b.takeOutbox(10)).to.deep.equal([]);
+      // A's broker link is down, say: its relay takes nothing, and A's poll hands the rows back.
+      const owners = async () => (await db.query<{ owner: string | null }>(`SELECT owner FROM outbox ORDER BY seq`)).rows.map((r) => r.owner);
+      for (let i = 0; i < 80 && (await owners()).some((o) => o !== null); i++) await sleep(50);
+      expect(await owners()).to.deep.equal([null, null]);
+      // Untaken rows wait in the table now, so A writes its next rows untaken too: none overtakes them.
+      await a.append({ outbox: [outboxRow('s3')] });
+      expect(await owners()).to.deep.equal([null, null, null]);
+      expect((await b.takeOutbox(10)).map((m) => m.messageId)).to.deep.equal(['s1', 's2', 's3']);
+      expect(await a.takeOutbox(10), "no longer in A's memory").to.deep.equal([]);
+    });
+
+    it('a relay that reconnects hands back its rows, those in memory too', async () => {
+      await a.takeOutbox(10);
+      await a.append({ outbox: [outboxRow('m1')] });
+      await a.releaseOutbox();
+      expect(await a.hasUntaken()).to.equal(true);
+      expect((await b.takeOutbox(10)).map((m) => m.messageId)).to.deep.equal(['m1']);
+      expect(await a.takeOutbox(10)).to.deep.equal([]);
+    });
+
+    it('confirms arriving one by one are deleted together; close deletes what is still waiting', async () => {
+      await a.append({ outbox: Array.from({ length: 6 }, (_, i) => outboxRow(`c${i}`)) });
+      const rows = await a.takeOutbox(10);
+      // Counts DELETE statements on the outbox (a statement-level trigger, this test's only).
+      await db.query(`CREATE TABLE outbox_deletes (n int NOT NULL); INSERT INTO outbox_deletes VALUES (0);
+        CREATE FUNCTION count_outbox_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN UPDATE outbox_deletes SET n = n + 1; RETURN NULL; END $$;
+        CREATE TRIGGER outbox_deletes AFTER DELETE ON outbox FOR EACH STATEMENT EXECUTE FUNCTION count_outbox_delete();`);
+      try {
+        await Promise.all(rows.slice(0, 4).map((r) => a.confirmOutbox([r.seq])));
+        expect((await db.query(`SELECT n FROM outbox_deletes`)).rows[0].n, 'one statement for four confirms').to.equal(1);
+        expect(a.outboxDepth()).to.equal(2);
+        const late = a.confirmOutbox([rows[4]!.seq]);
+        await a.close();
+        await late;
+        expect((await db.query(`SELECT message_id FROM outbox ORDER BY seq`)).rows.map((r) => r.message_id)).to.deep.equal(['c5']);
+      } finally {
+        await db.query(`DROP TRIGGER outbox_deletes ON outbox; DROP FUNCTION count_outbox_delete(); DROP TABLE outbox_deletes`);
+      }
     });
 
     it('close hands the rows it holds back at once', async () => {

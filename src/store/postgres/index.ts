@@ -53,6 +53,8 @@ export interface PostgresStoreOptions {
 /** Per-unit facts the runner acts on after the commit. */
 interface UnitState {
   outbox: number;
+  /** The unit's outbox rows when they were written taken by this instance (see handed); null when written untaken. */
+  handed: OutboxMessage[] | null;
   /** When the unit's last write left together with its COMMIT (see finish); null while the transaction is open. */
   committedAt: number | null;
 }
@@ -71,6 +73,25 @@ const POLL_MS = 1000;
 const RELAY_QUIET_MS = 250;
 /** How often a take also looks for rows whose holder's lease lapsed. */
 const LAPSED_LOOK_MS = 1000;
+/**
+ * Rows written taken by this instance wait at most this many for its relay (beyond,
+ * they are written untaken, and a take reads them from the table in seq order).
+ */
+const HANDED_MAX = 5_000;
+/**
+ * A handed row its relay has not taken for this long (its broker link is down, its
+ * window full) is handed back to the table at the next poll, so another instance's
+ * relay can take it instead of waiting for the lease to lapse.
+ */
+const HANDED_WAIT_MS = 1000;
+/**
+ * Confirmed rows are deleted together, at most this long after their confirm (or
+ * once CONFIRM_BATCH are waiting): at 400 tickets/s each confirm otherwise cost a
+ * statement of its own. A row confirmed and not yet deleted when the instance dies
+ * is published again, which consumers dedupe by messageId.
+ */
+const CONFIRM_LINGER_MS = 20;
+const CONFIRM_BATCH = 1000;
 const CONNECT_TIMEOUT_MS = 5000;
 
 /**
@@ -115,7 +136,17 @@ export class PostgresStore implements Store {
   private readonly running = new Set<Promise<unknown>>();
   /** Outbox rows this instance took and has neither confirmed nor released. */
   private readonly held = new Set<number>();
-  /** Rows takeOutbox could return, as last known; UNKNOWN until a take comes back short. */
+  /**
+   * Outbox rows this instance's units wrote already taken by it, oldest first, for
+   * its relay to publish without reading them back: while the relay keeps up, a
+   * take is no round trip. `at` is performance.now() at the commit (HANDED_WAIT_MS).
+   */
+  private handed: { msg: OutboxMessage; at: number }[] = [];
+  /** Confirmed seqs waiting to be deleted together (CONFIRM_LINGER_MS), and who waits for that. */
+  private confirmed: number[] = [];
+  private confirmWaiters: { resolve: () => void; reject: (e: unknown) => void }[] = [];
+  private confirmTimer: NodeJS.Timeout | null = null;
+  /** Rows a take from the table could return, as last known; UNKNOWN until a take comes back short. */
   private ready = UNKNOWN;
   private depth = 0;
   private listener: pg.Client | null = null;
@@ -135,6 +166,8 @@ export class PostgresStore implements Store {
   private readonly clock: Clock;
   private readonly instanceId: string;
   private readonly leaseMs: number;
+  /** HANDED_WAIT_MS, or a third of a shorter lease: a handed row is taken (and renewed) or handed back well before its lease lapses. */
+  private readonly handedWaitMs: number;
   private readonly logger: Pick<Logger, 'warn' | 'error'>;
 
   private constructor(
@@ -152,6 +185,7 @@ export class PostgresStore implements Store {
     this.numberBlock = Math.max(1, Math.floor(opts.numberBlock ?? 100));
     this.instanceId = opts.instanceId;
     this.leaseMs = opts.leaseMs ?? 10_000;
+    this.handedWaitMs = Math.min(HANDED_WAIT_MS, this.leaseMs / 3);
     this.logger = opts.logger ?? quiet;
   }
 
@@ -221,11 +255,11 @@ export class PostgresStore implements Store {
 
   private async runUnit<R>(work: (db: Db, u: UnitState) => Promise<R>, tx: boolean | Begin): Promise<R> {
     for (let attempt = 0; ; attempt++) {
-      const u: UnitState = { outbox: 0, committedAt: null };
+      const u: UnitState = { outbox: 0, handed: null, committedAt: null };
       try {
         const value = tx ? await this.transaction((c) => work(c, u), tx === true ? BEGIN : tx, u) : await work(this.pool, u);
         this.lastWriteError = null;
-        if (u.outbox > 0) this.committedOutbox(u.outbox);
+        if (u.outbox > 0) this.committedOutbox(u.outbox, u.handed);
         return value;
       } catch (err) {
         if (err instanceof CallbackFailure) throw err.error;
@@ -314,16 +348,52 @@ export class PostgresStore implements Store {
    * transaction answers ROLLBACK, and the writes' error is the unit's. Only units
    * run in a transaction write (`unit(work)` with `tx` true).
    */
-  private async finish(db: Db, u: UnitState, end: UnitEnd): Promise<void> {
+  private async finish(db: Db, u: UnitState, unitEnd: Omit<UnitEnd, 'writer' | 'takenBy'>): Promise<void> {
     if (db instanceof pg.Pool) throw new Error("a unit's writes run in its transaction");
+    const outbox = unitEnd.writes.outbox ?? [];
+    const takenBy = outbox.length > 0 ? this.takeHere() : null;
+    // Rows this instance's relay takes from memory wake nobody else.
+    const end: UnitEnd = { ...unitEnd, takenBy, writer: takenBy ? null : this.notifyAs() };
     const w = unitWrite(end);
     if (!w) return;
     u.committedAt = performance.now();
-    const [written, committed] = await Promise.allSettled(corked(db, () => [query(db, w.text, w.values), db.query('COMMIT')]));
+    const [written, committed] = await Promise.allSettled(
+      corked(db, () => [query<{ seqs: string[] | null; ids: string[] | null }>(db, w.text, w.values), db.query('COMMIT')]),
+    );
     if (written.status === 'rejected') throw written.reason;
     if (committed.status === 'rejected') throw committed.reason;
     if (committed.value.command !== 'COMMIT') throw new Error(`the unit's transaction ended with ${committed.value.command}`);
-    u.outbox += end.writes.outbox?.length ?? 0;
+    u.outbox += outbox.length;
+    if (takenBy && outbox.length > 0) {
+      const r = written.value.rows[0];
+      const seqOf = new Map((r?.ids ?? []).map((id, i) => [id, Number(r!.seqs![i])]));
+      // Not expected (each row's messageId is its own): rows that cannot be matched lapse to a take's look for lapsed leases.
+      if (!outbox.every((m) => seqOf.has(m.messageId))) {
+        this.logger.warn({ rows: outbox.length, returned: seqOf.size }, 'outbox rows written for this relay could not be matched to their seqs; they lapse with their lease');
+        return;
+      }
+      u.handed = outbox.map((m) => ({
+        seq: seqOf.get(m.messageId)!,
+        routingKey: m.routingKey,
+        messageId: m.messageId,
+        type: m.type,
+        headers: m.headers,
+        body: m.json ?? JSON.stringify(m.body),
+        createdAt: end.now,
+      }));
+      u.handed.sort((a, b) => a.seq - b.seq);
+    }
+  }
+
+  /**
+   * Whether a unit's outbox rows are written taken by this instance, for its relay to
+   * publish from memory: while that relay is taking rows (RELAY_QUIET_MS), nothing
+   * untaken is known to wait in the table (so seq order holds: untaken rows go
+   * first, through the table), and the rows in memory are few enough.
+   */
+  private takeHere(): { owner: string; leaseMs: number } | null {
+    if (this.closed || this.ready !== 0 || this.handed.length >= HANDED_MAX || this.notifyAs() !== null) return null;
+    return { owner: this.instanceId, leaseMs: this.leaseMs };
   }
 
   private async read<R>(fn: (db: Db) => Promise<R>): Promise<R> {
@@ -336,7 +406,7 @@ export class PostgresStore implements Store {
   }
 
   private applyWrites(db: Db, u: UnitState, writes: UnitWrites, now: number): Promise<void> {
-    return this.finish(db, u, { writes, now, writer: this.notifyAs() });
+    return this.finish(db, u, { writes, now });
   }
 
   /** The NOTIFY payload's writer for a unit's outbox rows, or null while this instance's relay takes them itself (RELAY_QUIET_MS). */
@@ -386,8 +456,11 @@ export class PostgresStore implements Store {
     b.back.sort((x, y) => y - x);
   }
 
-  private committedOutbox(n: number): void {
-    this.ready = Math.min(UNKNOWN, this.ready + n);
+  private committedOutbox(n: number, handed: OutboxMessage[] | null): void {
+    if (handed) {
+      const at = performance.now();
+      for (const msg of handed) this.handed.push({ msg, at });
+    } else this.ready = Math.min(UNKNOWN, this.ready + n);
     this.depth += n;
     this.wakeRelay();
   }
@@ -431,7 +504,6 @@ export class PostgresStore implements Store {
           parts: unit.partsGroup ? { channel, group: unit.partsGroup } : undefined,
           writes,
           now,
-          writer: this.notifyAs(),
         });
         return { status: 'followup', record: open, now };
       }
@@ -448,7 +520,6 @@ export class PostgresStore implements Store {
           parts: unit.partsGroup ? { channel, group: unit.partsGroup } : undefined,
           writes: nt,
           now,
-          writer: this.notifyAs(),
         });
       } catch (err) {
         this.giveBack(day, n, err);
@@ -603,6 +674,16 @@ export class PostgresStore implements Store {
   // ---- outbox relay -----------------------------------------------------------------
 
   async takeOutbox(limit: number): Promise<OutboxMessage[]> {
+    // Rows that waited too long may have lapsed to another relay meanwhile: not from memory, then.
+    if (this.handed.length > 0 && performance.now() - this.handed[0]!.at >= this.handedWaitMs) await this.handBackStale();
+    if (this.handed.length > 0) {
+      // Written taken by this instance (see takeHere): no statement, the lease runs from the commit.
+      const rows = this.handed.splice(0, limit).map((h) => h.msg);
+      this.lastTake = performance.now();
+      for (const r of rows) this.held.add(r.seq);
+      this.startRenewing();
+      return rows;
+    }
     // Lapsed leases are rare (an instance died) and finding them means reading every held
     // row: a take looks for them at most once per LAPSED_LOOK_MS; the poll wakes the
     // relay within a second of a lease lapsing, so they wait no longer than before.
@@ -616,27 +697,60 @@ export class PostgresStore implements Store {
     return rows;
   }
 
-  async confirmOutbox(seqs: number[]): Promise<void> {
+  confirmOutbox(seqs: number[]): Promise<void> {
+    if (seqs.length === 0) return Promise.resolve();
+    if (this.closed) return Promise.reject(new GatewayError('STORE_CLOSED', 'store is closed'));
+    for (const s of seqs) this.confirmed.push(s);
+    const done = new Promise<void>((resolve, reject) => this.confirmWaiters.push({ resolve, reject }));
+    if (this.confirmed.length >= CONFIRM_BATCH) void this.deleteConfirmed();
+    else if (!this.confirmTimer) {
+      this.confirmTimer = setTimeout(() => void this.deleteConfirmed(), CONFIRM_LINGER_MS);
+      this.confirmTimer.unref();
+    }
+    return done;
+  }
+
+  /** Deletes the confirmed rows gathered so far in one statement; settles their confirmOutbox calls. */
+  private async deleteConfirmed(): Promise<void> {
+    if (this.confirmTimer) clearTimeout(this.confirmTimer);
+    this.confirmTimer = null;
+    const seqs = this.confirmed;
+    const waiters = this.confirmWaiters;
+    this.confirmed = [];
+    this.confirmWaiters = [];
     if (seqs.length === 0) return;
-    const n = await this.unit((db) => O.deleteOutbox(db, seqs), false);
-    for (const s of seqs) this.held.delete(s);
-    this.depth = Math.max(0, this.depth - n);
+    try {
+      const n = await this.unit((db) => O.deleteOutbox(db, seqs), false);
+      for (const s of seqs) this.held.delete(s);
+      this.depth = Math.max(0, this.depth - n);
+      for (const w of waiters) w.resolve();
+    } catch (err) {
+      for (const w of waiters) w.reject(err);
+    }
   }
 
   async releaseOutbox(seqs?: number[]): Promise<void> {
     // Forgotten before the statement: renewals stop for these rows even if it fails, so
     // they lapse and are taken again; and a take that returns meanwhile keeps its rows.
-    if (seqs) for (const s of seqs) this.held.delete(s);
-    else this.held.clear();
+    if (seqs) {
+      const back = new Set(seqs);
+      for (const s of seqs) this.held.delete(s);
+      this.handed = this.handed.filter((h) => !back.has(h.msg.seq));
+    } else {
+      // Every row under this instance's name, the handed ones too, is untaken again.
+      this.held.clear();
+      this.handed = [];
+    }
     this.ready = UNKNOWN;
     await this.unit((db) => O.releaseOutbox(db, this.instanceId, seqs), false);
   }
 
   readyCount(): number {
-    return this.ready;
+    return Math.min(UNKNOWN, this.ready + this.handed.length);
   }
 
   hasUntaken(): Promise<boolean> {
+    if (this.handed.length > 0) return Promise.resolve(true);
     return this.read((db) => O.hasUntaken(db));
   }
 
@@ -684,6 +798,7 @@ export class PostgresStore implements Store {
     if (this.polling || this.closed) return;
     this.polling = true;
     try {
+      await this.handBackStale();
       const s = await O.outboxStats(this.pool);
       this.depth = s.depth;
       if (s.untaken > 0) {
@@ -695,6 +810,26 @@ export class PostgresStore implements Store {
     } finally {
       this.polling = false;
     }
+  }
+
+  /**
+   * Hands the rows written for this instance's relay back to the table when the
+   * oldest waited HANDED_WAIT_MS: all of them, so later rows do not overtake it, and
+   * any relay (this one too, through the table) takes them in seq order.
+   */
+  private async handBackStale(): Promise<void> {
+    const oldest = this.handed[0];
+    if (!oldest || performance.now() - oldest.at < this.handedWaitMs) return;
+    const seqs = this.handed.map((h) => h.msg.seq);
+    this.handed = [];
+    this.ready = UNKNOWN;
+    try {
+      await O.releaseOutbox(this.pool, this.instanceId, seqs);
+    } catch (err) {
+      // Their lease lapses instead, and a take's look for lapsed rows finds them.
+      this.logger.warn({ err: errorMessage(err) }, 'could not hand back outbox rows its relay did not take; they lapse with their lease');
+    }
+    this.wakeRelay();
   }
 
   /** A connection of its own hears other instances' outbox commits; it is re-opened whenever it drops. */
@@ -802,6 +937,8 @@ export class PostgresStore implements Store {
   }
 
   private async shutdown(): Promise<void> {
+    // Confirmed rows still waiting for their delete go now, before units are refused.
+    void this.deleteConfirmed();
     this.closed = true;
     await Promise.allSettled([...this.running]);
     this.stopRenewing();
@@ -825,6 +962,7 @@ export class PostgresStore implements Store {
       this.logger.warn({ err: errorMessage(err) }, 'could not hand back claimed rows and unused numbers at close; rows lapse with their lease');
     }
     this.held.clear();
+    this.handed = [];
     await Promise.all([this.pool.end().catch(() => {}), this.counterPool.end().catch(() => {})]);
   }
 }

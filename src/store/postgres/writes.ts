@@ -1,4 +1,5 @@
 import type { NewTicket, UnitWrites } from '../types.js';
+import { MS } from './db.js';
 import { OUTBOX_CHANNEL } from './outbox.js';
 
 /**
@@ -23,6 +24,12 @@ export interface UnitEnd {
    * sends a NOTIFY queues on a database-wide lock until it is flushed).
    */
   writer: string | null;
+  /**
+   * The outbox rows are written already taken by this instance for `leaseMs`
+   * (its relay publishes them from memory, see PostgresStore.handed); null writes
+   * them untaken, for whichever relay takes them first.
+   */
+  takenBy: { owner: string; leaseMs: number } | null;
 }
 
 const WRITE = `
@@ -38,9 +45,10 @@ d AS (
   ON CONFLICT (channel, key) DO UPDATE SET ticket_id = excluded.ticket_id, first_seen = excluded.first_seen, last_seen = excluded.last_seen
 ),
 o AS (
-  INSERT INTO outbox (routing_key, message_id, type, headers, body, created_at, ticket_ref)
-  SELECT r, m, y, h, b, $17::bigint, tr FROM unnest($18::text[], $19::text[], $20::text[], $21::text[], $22::text[], $23::text[]) AS u(r, m, y, h, b, tr)
-  RETURNING 1
+  INSERT INTO outbox (routing_key, message_id, type, headers, body, created_at, ticket_ref, owner, lease_until)
+  SELECT r, m, y, h, b, $17::bigint, tr, $37::text, CASE WHEN $37::text IS NOT NULL THEN clock_timestamp() + $38::bigint ${MS} END
+    FROM unnest($18::text[], $19::text[], $20::text[], $21::text[], $22::text[], $23::text[]) AS u(r, m, y, h, b, tr)
+  RETURNING seq, message_id
 ),
 b AS (
   INSERT INTO outbound (id, ticket_id, channel, kind, text, target, next_at, created_at)
@@ -52,8 +60,11 @@ f AS (
 ),
 p AS (
   DELETE FROM parts WHERE channel = $34::text AND grp = $35::text
+),
+n AS (
+  SELECT pg_notify('${OUTBOX_CHANNEL}', $36::text || ' ' || c.n) FROM (SELECT count(*) AS n FROM o) c WHERE c.n > 0 AND $36::text IS NOT NULL
 )
-SELECT pg_notify('${OUTBOX_CHANNEL}', $36::text || ' ' || c.n) FROM (SELECT count(*) AS n FROM o) c WHERE c.n > 0 AND $36::text IS NOT NULL`;
+SELECT (SELECT array_agg(seq) FROM o) AS seqs, (SELECT array_agg(message_id) FROM o) AS ids, (SELECT count(*) FROM n) AS notified`;
 
 /** The statement that writes everything in `e`, or null when there is nothing to write. */
 export function unitWrite(e: UnitEnd): { text: string; values: unknown[] } | null {
@@ -100,6 +111,8 @@ export function unitWrite(e: UnitEnd): { text: string; values: unknown[] } | nul
     e.parts?.channel ?? null,
     e.parts?.group ?? null,
     e.writer,
+    e.takenBy?.owner ?? null,
+    e.takenBy?.leaseMs ?? null,
   ];
   return { text: WRITE, values };
 }
