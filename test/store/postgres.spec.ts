@@ -409,6 +409,21 @@ describe('PostgreSQL store', function () {
       expect(await a.takeOutbox(10), "no longer in A's memory").to.deep.equal([]);
     });
 
+    it('a relay that takes slowly keeps the rows written for it, their lease renewed past its length', async () => {
+      await a.takeOutbox(10);
+      await a.append({ outbox: Array.from({ length: 6 }, (_, i) => outboxRow(`w${i}`)) });
+      const got: string[] = [];
+      // One row every 250 ms: 1.5 s in all, past the 1 s lease and the hand-back wait.
+      for (let i = 0; i < 6; i++) {
+        await sleep(250);
+        expect(await b.takeOutbox(10), `B, after ${(i + 1) * 250} ms`).to.deep.equal([]);
+        got.push(...(await a.takeOutbox(1)).map((m) => m.messageId));
+      }
+      expect(got).to.deep.equal(['w0', 'w1', 'w2', 'w3', 'w4', 'w5']);
+      const leased = await db.query<{ ok: boolean }>(`SELECT bool_and(lease_until > clock_timestamp()) AS ok FROM outbox`);
+      expect(leased.rows[0]!.ok).to.equal(true);
+    });
+
     it('a relay that reconnects hands back its rows, those in memory too', async () => {
       await a.takeOutbox(10);
       await a.append({ outbox: [outboxRow('m1')] });

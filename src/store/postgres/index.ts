@@ -74,14 +74,17 @@ const RELAY_QUIET_MS = 250;
 /** How often a take also looks for rows whose holder's lease lapsed. */
 const LAPSED_LOOK_MS = 1000;
 /**
- * Rows written taken by this instance wait at most this many for its relay (beyond,
- * they are written untaken, and a take reads them from the table in seq order).
+ * Rows written taken by this instance wait at most this many for its relay, twice its
+ * default window (beyond, they are written untaken, and a take reads them from the
+ * table in seq order).
  */
-const HANDED_MAX = 5_000;
+const HANDED_MAX = 2_000;
 /**
- * A handed row its relay has not taken for this long (its broker link is down, its
- * window full) is handed back to the table at the next poll, so another instance's
- * relay can take it instead of waiting for the lease to lapse.
+ * When the relay has taken nothing for this long while rows wait for it (its broker
+ * link is down), those rows go back to the table at the next poll, so another
+ * instance's relay can take them. A relay that takes slowly (its window full) keeps
+ * them: handing back and taking again would add two updates per row just when the
+ * machine is busiest.
  */
 const HANDED_WAIT_MS = 1000;
 /**
@@ -139,7 +142,8 @@ export class PostgresStore implements Store {
   /**
    * Outbox rows this instance's units wrote already taken by it, oldest first, for
    * its relay to publish without reading them back: while the relay keeps up, a
-   * take is no round trip. `at` is performance.now() at the commit (HANDED_WAIT_MS).
+   * take is no round trip. Their lease is renewed with the held rows'. `at` is
+   * performance.now() at the commit (HANDED_WAIT_MS).
    */
   private handed: { msg: OutboxMessage; at: number }[] = [];
   /** Confirmed seqs waiting to be deleted together (CONFIRM_LINGER_MS), and who waits for that. */
@@ -166,7 +170,7 @@ export class PostgresStore implements Store {
   private readonly clock: Clock;
   private readonly instanceId: string;
   private readonly leaseMs: number;
-  /** HANDED_WAIT_MS, or a third of a shorter lease: a handed row is taken (and renewed) or handed back well before its lease lapses. */
+  /** HANDED_WAIT_MS, or a third of a shorter lease. */
   private readonly handedWaitMs: number;
   private readonly logger: Pick<Logger, 'warn' | 'error'>;
 
@@ -460,6 +464,7 @@ export class PostgresStore implements Store {
     if (handed) {
       const at = performance.now();
       for (const msg of handed) this.handed.push({ msg, at });
+      this.startRenewing();
     } else this.ready = Math.min(UNKNOWN, this.ready + n);
     this.depth += n;
     this.wakeRelay();
@@ -674,8 +679,6 @@ export class PostgresStore implements Store {
   // ---- outbox relay -----------------------------------------------------------------
 
   async takeOutbox(limit: number): Promise<OutboxMessage[]> {
-    // Rows that waited too long may have lapsed to another relay meanwhile: not from memory, then.
-    if (this.handed.length > 0 && performance.now() - this.handed[0]!.at >= this.handedWaitMs) await this.handBackStale();
     if (this.handed.length > 0) {
       // Written taken by this instance (see takeHere): no statement, the lease runs from the commit.
       const rows = this.handed.splice(0, limit).map((h) => h.msg);
@@ -769,14 +772,17 @@ export class PostgresStore implements Store {
   private startRenewing(): void {
     if (this.renewTimer || this.closed) return;
     this.renewTimer = setInterval(() => {
-      if (this.held.size === 0) {
+      if (this.held.size === 0 && this.handed.length === 0) {
         this.stopRenewing();
         return;
       }
-      O.renewOutbox(this.pool, this.instanceId, this.leaseMs, [...this.held]).then(
+      O.renewOutbox(this.pool, this.instanceId, this.leaseMs, [...this.held, ...this.handed.map((h) => h.msg.seq)]).then(
         (n) => {
           // Nothing left under our name (confirmed or taken over after a stall): stop tracking it.
-          if (n === 0) this.held.clear();
+          if (n === 0) {
+            this.held.clear();
+            this.handed = [];
+          }
         },
         (err: unknown) => this.logger.warn({ err: errorMessage(err) }, 'could not renew the outbox lease'),
       );
@@ -813,13 +819,14 @@ export class PostgresStore implements Store {
   }
 
   /**
-   * Hands the rows written for this instance's relay back to the table when the
-   * oldest waited HANDED_WAIT_MS: all of them, so later rows do not overtake it, and
-   * any relay (this one too, through the table) takes them in seq order.
+   * Hands the rows written for this instance's relay back to the table when the relay
+   * has taken nothing for HANDED_WAIT_MS since the oldest was written: all of them, so
+   * later rows do not overtake it, and any relay (this one too, through the table)
+   * takes them in seq order.
    */
   private async handBackStale(): Promise<void> {
     const oldest = this.handed[0];
-    if (!oldest || performance.now() - oldest.at < this.handedWaitMs) return;
+    if (!oldest || performance.now() - Math.max(this.lastTake, oldest.at) < this.handedWaitMs) return;
     const seqs = this.handed.map((h) => h.msg.seq);
     this.handed = [];
     this.ready = UNKNOWN;
