@@ -79,6 +79,8 @@ const LAPSED_LOOK_MS = 1000;
  * table in seq order).
  */
 const HANDED_MAX = 2_000;
+/** Rows a take from memory returns at most (see takeOutbox). */
+const HANDED_TAKE = 100;
 /**
  * When the relay has taken nothing for this long while rows wait for it (its broker
  * link is down), those rows go back to the table at the next poll, so another
@@ -680,8 +682,12 @@ export class PostgresStore implements Store {
 
   async takeOutbox(limit: number): Promise<OutboxMessage[]> {
     if (this.handed.length > 0) {
-      // Written taken by this instance (see takeHere): no statement, the lease runs from the commit.
-      const rows = this.handed.splice(0, limit).map((h) => h.msg);
+      // Written taken by this instance (see takeHere): no statement. A take from the table
+      // gives the event loop a turn while it waits for the answer; this one does so too,
+      // and returns at most HANDED_TAKE rows, so a relay catching up after a stall does
+      // not publish hundreds of rows while requests wait.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      const rows = this.handed.splice(0, Math.min(limit, HANDED_TAKE)).map((h) => h.msg);
       this.lastTake = performance.now();
       for (const r of rows) this.held.add(r.seq);
       this.startRenewing();
