@@ -76,10 +76,12 @@ function maskEmails(text: string): string {
 }
 
 export function maskPII(text: string): string {
-  const phonesMasked = text.replace(TOKEN_OR_PHONE, (m: string, cc: string | undefined, head: string | undefined, tail: string, at: number) =>
-    head === undefined ? maskInToken(m, at, text) : maskPhone(cc, head, tail),
+  // Addresses first: an address whose local part holds a phone number (`zhang13812345678@…`)
+  // is masked as an address, so the name written around the number does not stay in clear.
+  const emailsMasked = text.includes('@') || text.includes('\uff20') ? maskEmails(text) : text;
+  return emailsMasked.replace(TOKEN_OR_PHONE, (m: string, cc: string | undefined, head: string | undefined, tail: string, at: number) =>
+    head === undefined ? maskInToken(m, at, emailsMasked) : maskPhone(cc, head, tail),
   );
-  return phonesMasked.includes('@') || phonesMasked.includes('\uff20') ? maskEmails(phonesMasked) : phonesMasked;
 }
 
 /** What every logged string goes through: personal data masked, and credentials an error message may quote (a broker URL). */
