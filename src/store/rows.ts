@@ -1,5 +1,5 @@
 import type { Channel, Ticket } from '../ticket.js';
-import type { OutboundKind, OutboundRecord, OutboundState, OutboundTarget, OutboxMessage, TicketRecord } from './types.js';
+import type { OutboundKind, OutboundRecord, OutboundState, OutboundTarget, OutboxInsert, OutboxMessage, TicketRecord } from './types.js';
 
 /**
  * The rows both backends store, as their drivers return them (snake_case, the
@@ -88,6 +88,16 @@ export function toOutboundRecord(r: OutboundRow): OutboundRecord {
     delivery: r.delivery,
     error: r.error,
   };
+}
+
+/** The body an outbox row is published with: the one the caller serialized, or the body serialized now. */
+export function outboxBody(m: OutboxInsert): string {
+  return m.json ?? JSON.stringify(m.body);
+}
+
+/** A row just written, as the relay publishes it, without reading it back. */
+export function writtenOutboxMessage(seq: number, m: OutboxInsert, body: string, createdAt: number): OutboxMessage {
+  return { seq, routingKey: m.routingKey, messageId: m.messageId, type: m.type, headers: m.headers, body, createdAt };
 }
 
 export function toOutboxMessage(r: OutboxRow): OutboxMessage {

@@ -32,6 +32,7 @@ import * as D from './deadlines.js';
 import * as S from './state.js';
 import { PgAttachmentStore } from './attachments.js';
 import { unitWrite, type UnitEnd } from './writes.js';
+import { outboxBody, writtenOutboxMessage } from '../rows.js';
 
 export { PgAttachmentStore } from './attachments.js';
 
@@ -354,12 +355,14 @@ export class PostgresStore implements Store {
    * transaction answers ROLLBACK, and the writes' error is the unit's. Only units
    * run in a transaction write (`unit(work)` with `tx` true).
    */
-  private async finish(db: Db, u: UnitState, unitEnd: Omit<UnitEnd, 'writer' | 'takenBy'>): Promise<void> {
+  private async finish(db: Db, u: UnitState, unitEnd: Omit<UnitEnd, 'writer' | 'takenBy' | 'outboxBodies'>): Promise<void> {
     if (db instanceof pg.Pool) throw new Error("a unit's writes run in its transaction");
     const outbox = unitEnd.writes.outbox ?? [];
     const takenBy = outbox.length > 0 ? this.takeHere() : null;
+    // Serialized once, for the statement and for the rows handed to the relay.
+    const outboxBodies = outbox.map(outboxBody);
     // Rows this instance's relay takes from memory wake nobody else.
-    const end: UnitEnd = { ...unitEnd, takenBy, writer: takenBy ? null : this.notifyAs() };
+    const end: UnitEnd = { ...unitEnd, takenBy, writer: takenBy ? null : this.notifyAs(), outboxBodies };
     const w = unitWrite(end);
     if (!w) return;
     u.committedAt = performance.now();
@@ -378,15 +381,7 @@ export class PostgresStore implements Store {
         this.logger.warn({ rows: outbox.length, returned: seqOf.size }, 'outbox rows written for this relay could not be matched to their seqs; they lapse with their lease');
         return;
       }
-      u.handed = outbox.map((m) => ({
-        seq: seqOf.get(m.messageId)!,
-        routingKey: m.routingKey,
-        messageId: m.messageId,
-        type: m.type,
-        headers: m.headers,
-        body: m.json ?? JSON.stringify(m.body),
-        createdAt: end.now,
-      }));
+      u.handed = outbox.map((m, i) => writtenOutboxMessage(seqOf.get(m.messageId)!, m, outboxBodies[i]!, end.now));
       u.handed.sort((a, b) => a.seq - b.seq);
     }
   }
@@ -742,9 +737,8 @@ export class PostgresStore implements Store {
     // Forgotten before the statement: renewals stop for these rows even if it fails, so
     // they lapse and are taken again; and a take that returns meanwhile keeps its rows.
     if (seqs) {
-      const back = new Set(seqs);
+      // Rows the relay took: none of them is still in `handed`.
       for (const s of seqs) this.held.delete(s);
-      this.handed = this.handed.filter((h) => !back.has(h.msg.seq));
     } else {
       // Every row under this instance's name, the handed ones too, is untaken again.
       this.held.clear();

@@ -30,6 +30,8 @@ export interface UnitEnd {
    * them untaken, for whichever relay takes them first.
    */
   takenBy: { owner: string; leaseMs: number } | null;
+  /** Each outbox row's body, serialized (outboxBody), in the order of `writes.outbox`. */
+  outboxBodies: string[];
 }
 
 const WRITE = `
@@ -96,7 +98,7 @@ export function unitWrite(e: UnitEnd): { text: string; values: unknown[] } | nul
     outbox.map((m) => m.type),
     outbox.map((m) => JSON.stringify(m.headers)),
     // A row pointing at its ticket keeps no second copy of the body.
-    outbox.map((m) => (m.ticketRef ? '' : (m.json ?? JSON.stringify(m.body)))),
+    outbox.map((m, i) => (m.ticketRef ? '' : e.outboxBodies[i]!)),
     outbox.map((m) => m.ticketRef ?? null),
     outbound.map((o) => o.id),
     outbound.map((o) => o.ticketId),

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { GatewayError } from '../../errors.js';
 import type { CommitTiming, OpsSummary, OutboxInsert, OutboxMessage, StoredPart } from '../types.js';
-import { toOutboxMessage, type OutboundRow, type OutboxRow, type TicketRow as SharedTicketRow } from '../rows.js';
+import { outboxBody, toOutboxMessage, writtenOutboxMessage, type OutboundRow, type OutboxRow, type TicketRow as SharedTicketRow } from '../rows.js';
 import { SCHEMA, migrate } from './schema.js';
 import { Checkpointer, type CheckpointReport } from './checkpointer.js';
 
@@ -546,7 +546,7 @@ export class Journal {
 
   addOutbox(msg: OutboxInsert, now: number): void {
     const headers = JSON.stringify(msg.headers);
-    const body = msg.json ?? JSON.stringify(msg.body);
+    const body = outboxBody(msg);
     const seq = Number(this.stmts.insertOutbox.run(msg.routingKey, msg.messageId, msg.type, headers, msg.ticketRef ? '' : body, now, msg.ticketRef ?? null).lastInsertRowid);
     this.addedOutbox = true;
     // Seqs come from AUTOINCREMENT, so a gap means another process (the command line's
@@ -556,7 +556,7 @@ export class Journal {
     this.lastSeq = seq;
     if (seq >= this.cacheFrom) {
       if (this.cache.length < OUTBOX_CACHE_MAX) {
-        this.cache.push({ seq, routingKey: msg.routingKey, messageId: msg.messageId, type: msg.type, headers: msg.headers, body, createdAt: now });
+        this.cache.push(writtenOutboxMessage(seq, msg, body, now));
       } else {
         // Too far behind: drop the mirror; the relay reads the journal until it catches up.
         this.cache = [];
