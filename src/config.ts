@@ -123,6 +123,12 @@ const coreConfig = {
   HTTP_BODY_LIMIT: positiveInt(),
   HTTP_JSON_LIMIT: positiveInt(),
   /**
+   * How long an idle keep-alive connection stays open. The side that closes an idle
+   * connection first races the other's next request on it (ECONNRESET); a proxy in front
+   * (nginx, a cloud load balancer: 60 s) must be the one that closes, so this is longer.
+   */
+  HTTP_KEEPALIVE_TIMEOUT: duration(),
+  /**
    * Peers whose `X-Forwarded-For` is believed (Express's `trust proxy` list); the
    * client address that results keys the per-IP limits. Empty = believe no one.
    */

@@ -316,7 +316,7 @@ export class Gateway {
     this.deadlines.start();
     this.outbound.start();
 
-    const server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000 }, (req, res) => {
+    const server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: this.config.HTTP_KEEPALIVE_TIMEOUT }, (req, res) => {
       if (!this.fast.handle(req, res)) this.app(req, res);
     });
     this.server = server;

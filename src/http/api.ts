@@ -6,9 +6,17 @@ import { GatewayError } from '../errors.js';
 import { ReplyRequest } from '../publish/schemas.js';
 import { forbidden, type ApiAccess, type ApiClient } from './auth.js';
 import { jsonBody } from './body.js';
-
+import { Slots } from './slots.js';
 
 const TICKET_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * Each download holds its whole file in memory (up to ATTACHMENT_MAX_BYTES) until sent, so
+ * their number is bounded: 4 × 10 MB at once, 16 more waiting, the rest 429 with Retry-After.
+ */
+const DOWNLOADS_AT_ONCE = 4;
+const DOWNLOADS_WAITING = 16;
+const DOWNLOAD_SEND_MS = 60_000;
 
 /**
  * Contract section 5: a downstream system may read any ticket; an intake client only
@@ -27,6 +35,7 @@ export function mayRead(client: ApiClient, t: Ticket): boolean {
 export function apiRouter(deps: { intake: IntakeService; attachments: AttachmentFiles; access: ApiAccess; jsonLimit: number }): express.Router {
   const r = express.Router();
   const auth = deps.access.auth();
+  const downloads = new Slots(DOWNLOADS_AT_ONCE, DOWNLOADS_WAITING, 'attachment downloads');
   // Ticket ids are computable (they derive from the dedupe key), so another client's ticket
   // must be indistinguishable from none at all: the same error, the same body, never 403.
   const ticketOr404 = async (id: string, client: ApiClient) => {
@@ -73,7 +82,6 @@ export function apiRouter(deps: { intake: IntakeService; attachments: Attachment
   r.get('/attachments/:sha256', auth, async (req, res, next) => {
     const sha256 = String(req.params.sha256);
     const client = req.apiClient!;
-    let data: Buffer | null;
     try {
       if (client.role !== 'downstream') {
         const ticketId = typeof req.query.ticket === 'string' ? req.query.ticket : '';
@@ -82,13 +90,24 @@ export function apiRouter(deps: { intake: IntakeService; attachments: Attachment
           throw new GatewayError('NOT_FOUND', 'no such attachment');
         }
       }
-      data = await deps.attachments.read(sha256);
-      if (!data) throw new GatewayError('NOT_FOUND', 'no such attachment');
+      await downloads.run(async () => {
+        const data = await deps.attachments.read(sha256);
+        if (!data) throw new GatewayError('NOT_FOUND', 'no such attachment');
+        // The slot is held until the file has left or the connection is gone; a reader too
+        // slow to take it within DOWNLOAD_SEND_MS loses the connection, not everyone's slot.
+        await new Promise<void>((resolve) => {
+          const tooSlow = setTimeout(() => res.destroy(), DOWNLOAD_SEND_MS);
+          res.once('close', () => {
+            clearTimeout(tooSlow);
+            resolve();
+          });
+          // Served as bytes, never as the type the citizen claimed: no upload can run as a page here.
+          res.set({ 'Content-Type': 'application/octet-stream', 'X-Content-Type-Options': 'nosniff' }).send(data);
+        });
+      });
     } catch (err) {
-      return next(err);
+      next(err);
     }
-    // Served as bytes, never as the type the citizen claimed: no upload can run as a page here.
-    res.set({ 'Content-Type': 'application/octet-stream', 'X-Content-Type-Options': 'nosniff' }).send(data);
   });
 
   return r;

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -172,6 +172,14 @@ export interface GatewayProcess {
   kill(signal?: NodeJS.Signals): void;
 }
 
+/** The `--flags` between `node` and the script in a checkout's `npm start` (`scripts.start`). */
+export function startNodeFlags(root: string): string[] {
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts?: { start?: string } };
+  const words = (pkg.scripts?.start ?? '').trim().split(/\s+/);
+  if (words[0] !== 'node') throw new Error(`${root}: npm start is not "node <flags> <script>": ${pkg.scripts?.start}`);
+  return words.slice(1).filter((w) => w.startsWith('--'));
+}
+
 /**
  * The gateway as a separate process, exactly as `npm start` runs it but through
  * tsx, for signal and crash tests. Killed by PID when the test ends.
@@ -181,10 +189,12 @@ export async function spawnGateway(
   opts: { compiled?: boolean; nodeArgs?: string[]; /** Another checkout's build (the bench's before/after). */ root?: string } = {},
 ): Promise<GatewayProcess> {
   const port = Number(env.HTTP_PORT ?? (await freePort()));
+  const root = opts.root ?? projectRoot();
   // compiled: run the `npm run build` output, as `npm start` does (benchmarks measure that, not the tsx loader).
-  const args = [...(opts.nodeArgs ?? []), ...(opts.compiled ? ['dist/src/main.js'] : ['--import', 'tsx', 'src/main.ts'])];
+  // Either way with the node flags of that checkout's start script (its heap limit).
+  const args = [...startNodeFlags(root), ...(opts.nodeArgs ?? []), ...(opts.compiled ? ['dist/src/main.js'] : ['--import', 'tsx', 'src/main.ts'])];
   const child = spawn(process.execPath, args, {
-    cwd: opts.root ?? projectRoot(),
+    cwd: root,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', HTTP_HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env, HTTP_PORT: String(port) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
