@@ -102,9 +102,15 @@ async function smsSection(amqpUrl: string, out: (s?: string) => void): Promise<v
   // one round of each per bench round, interleaved, medians as above.
   const smsTotal = Math.round(10_000 * SCALE);
   const smsRounds: SmsWindowResult[][] = [];
+  const beforeRounds: SmsWindowResult[][] = [];
   const kannelRounds: SmsWindowResult[][] = [];
   let kannelMissing = false;
   for (let round = 1; round <= ROUNDS; round++) {
+    if (BEFORE) {
+      const b = await benchSms({ amqpUrl, total: smsTotal, root: BEFORE });
+      beforeRounds.push(b);
+      for (const r of b) out(`round ${round}: ${smsLine('SMS before ', r)}`);
+    }
     const gw = await benchSms({ amqpUrl, total: smsTotal });
     smsRounds.push(gw);
     for (const r of gw) out(`round ${round}: ${smsLine('SMS gateway', r)}`);
@@ -140,6 +146,7 @@ async function smsSection(amqpUrl: string, out: (s?: string) => void): Promise<v
       out(`  ${smsLine(name, m, brokerToo)}`);
     }
   };
+  if (beforeRounds.length > 0) smsMedian('gateway before', beforeRounds, true);
   smsMedian('gateway', smsRounds, true);
   if (kannelRounds.length > 0) smsMedian('Kannel 1.4.5 (spool store, smsbox + HTTP sink reply)', kannelRounds, false);
 }
@@ -157,13 +164,17 @@ async function main(): Promise<void> {
     out(`messages per run: ${fmt(N)}; HTTP concurrency ${CONCURRENCY}; ticket body ≈ ${ticketBody(1, 'x').length} bytes`);
     out();
     const soakAll = async () => {
+      // --before: each store's soak also on the earlier build, just before this one's.
       for (const store of SOAK_STORES) {
-        const o = { store, rate: SOAK_RATE, minutes: SOAK_MINUTES };
-        const before = loadavg()[0]!;
-        const r = await soak(o);
-        out();
-        for (const l of formatSoak(o, r)) out(l);
-        out(`  load average ${fmt(before, 1)} before, ${fmt(loadavg()[0]!, 1)} after`);
+        for (const root of BEFORE ? [BEFORE, undefined] : [undefined]) {
+          const o = { store, rate: SOAK_RATE, minutes: SOAK_MINUTES, root };
+          const before = loadavg()[0]!;
+          const r = await soak(o);
+          out();
+          if (root) out(`build at ${root}:`);
+          for (const l of formatSoak(o, r)) out(l);
+          out(`  load average ${fmt(before, 1)} before, ${fmt(loadavg()[0]!, 1)} after`);
+        }
       }
     };
     if (SOAK_ONLY) return await soakAll();

@@ -24,6 +24,8 @@ export interface SmsBenchOptions {
   nodeArgs?: string[];
   /** Extra gateway environment (e.g. STORE_SYNC). */
   env?: Record<string, string>;
+  /** Another checkout's build to measure instead of this one's (a before/after). */
+  root?: string;
 }
 
 /** One measured run at one window; the columns the SMS comparison with Kannel reports. */
@@ -150,7 +152,7 @@ export async function benchSms(opts: SmsBenchOptions = {}): Promise<SmsWindowRes
   // Receipts go out as submit_sm during the run; a high TPS keeps them from queueing behind the limit.
   const proc = await spawnGateway(
     { AMQP_URL: amqpUrl, DATA_DIR: dataDir, SMPP_URL: smsc.url, LOG_LEVEL: 'warn', SMS_TPS: '10000', SMS_WINDOW: '64', ...opts.env },
-    { compiled: opts.compiled ?? true, nodeArgs: opts.nodeArgs },
+    { compiled: opts.compiled ?? true, nodeArgs: opts.nodeArgs, root: opts.root },
   );
   const conn = await amqp.connect(amqpUrl).catch(async (err: unknown) => {
     proc.kill('SIGTERM');
