@@ -4,7 +4,12 @@ import { RecentErrors } from './ops/recent-errors.js';
 
 // Phone numbers and e-mail addresses never reach the logs in clear: citizens'
 // contact data is personal information, and logs travel further than the store.
-const PHONE = /(?<!\d)(\+?86)?(1[3-9]\d)\d{4}(\d{4})(?!\d)/g;
+// A mainland mobile number as people write it: with +86, 86 or the 0086 an international
+// call dials before it, and in 3-4-4 groups split by a space or a hyphen (`138 0013 8000`).
+const PHONE = /(?<!\d)(\+?86[ -]?|0086[ -]?)?(1[3-9]\d)[ -]?\d{4}[ -]?(\d{4})(?!\d)/g;
+/** The same number typed in full-width digits (`１３８００１３８０００`), as a Chinese IME may leave it. */
+const PHONE_FULL_WIDTH = /(?<![0-9\uff10-\uff19])((?:\uff0b?\uff18\uff16|\uff10\uff10\uff18\uff16)?\uff11[\uff13-\uff19][\uff10-\uff19])[\uff10-\uff19]{4}([\uff10-\uff19]{4})(?![0-9\uff10-\uff19])/g;
+const FULL_WIDTH_DIGIT = /[\uff10-\uff19]/;
 /**
  * A run of ASCII letters and digits holding a letter, or a phone number standing on its own.
  * Ids are such runs (a UUID's last group `b13812345678`, a hex digest, a base-62 key), and
@@ -79,8 +84,9 @@ export function maskPII(text: string): string {
   // Addresses first: an address whose local part holds a phone number (`zhang13812345678@…`)
   // is masked as an address, so the name written around the number does not stay in clear.
   const emailsMasked = text.includes('@') || text.includes('\uff20') ? maskEmails(text) : text;
-  return emailsMasked.replace(TOKEN_OR_PHONE, (m: string, cc: string | undefined, head: string | undefined, tail: string, at: number) =>
-    head === undefined ? maskInToken(m, at, emailsMasked) : maskPhone(cc, head, tail),
+  const fullWidthMasked = FULL_WIDTH_DIGIT.test(emailsMasked) ? emailsMasked.replace(PHONE_FULL_WIDTH, '$1****$2') : emailsMasked;
+  return fullWidthMasked.replace(TOKEN_OR_PHONE, (m: string, cc: string | undefined, head: string | undefined, tail: string, at: number) =>
+    head === undefined ? maskInToken(m, at, fullWidthMasked) : maskPhone(cc, head, tail),
   );
 }
 

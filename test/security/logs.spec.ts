@@ -109,6 +109,16 @@ describe('security: logs and configuration messages keep secrets and personal da
       ['add13812345678', 'add138****5678'],
       ['acc13812345678', 'acc138****5678'],
       ['key:b13812345678', 'key:b138****5678'],
+      // The 0086 of an international call, and the groups people type.
+      ['008613812345678', '0086138****5678'],
+      ['0086 13812345678', '0086 138****5678'],
+      ['138 1234 5678', '138****5678'],
+      ['138-1234-5678', '138****5678'],
+      ['+86 138 1234 5678', '+86 138****5678'],
+      ['手机：138 1234 5678。', '手机：138****5678。'],
+      // Full-width digits, as a Chinese IME may leave them.
+      ['电话：１３８１２３４５６７８', '电话：１３８****５６７８'],
+      ['＋８６１３８１２３４５６７８', '＋８６１３８****５６７８'],
     ];
     for (const [text, masked] of cases) expect(maskPII(text), text).to.equal(masked);
     expect(maskPII('zhang13812345678@163.com')).to.equal('z***@163.com');
@@ -132,13 +142,13 @@ describe('security: logs and configuration messages keep secrets and personal da
 
   it('maskPII: any mainland mobile number between anything but ASCII letters and digits is masked; inside a hex id it is not', () => {
     const number = fc.tuple(fc.constantFrom(...'3456789'), fc.stringMatching(/^\d{9}$/)).map(([d, rest]) => `1${d}${rest}`);
-    const prefix = fc.constantFrom('', '+86', '86', '+86 ', '+86-');
+    const prefix = fc.constantFrom('', '+86', '86', '+86 ', '+86-', '0086', '0086 ');
+    const sep = fc.constantFrom('', ' ', '-');
     const around = fc.constantFrom(' ', '"', ':', '：', '=', '，', '。', '(', ')', '/', '\n', '电话', '请回电', '手机号', '號碼', 'tel:', '<', '>', '');
     fc.assert(
-      fc.property(number, prefix, around, around, (n, p, before, after) => {
-        const masked = maskPII(`${before}${p}${n}${after}`);
-        expect(masked).not.to.contain(n);
-        expect(masked).to.contain(`${n.slice(0, 3)}****${n.slice(7)}`);
+      fc.property(number, prefix, sep, around, around, (n, p, g, before, after) => {
+        const masked = maskPII(`${before}${p}${n.slice(0, 3)}${g}${n.slice(3, 7)}${g}${n.slice(7)}${after}`);
+        expect(masked).to.equal(`${before}${p}${n.slice(0, 3)}****${n.slice(7)}${after}`);
       }),
       fcParams(),
     );
