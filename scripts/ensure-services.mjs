@@ -97,4 +97,11 @@ if (!existsSync('/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc') && isRoot && exi
   const r = spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'fonts-wqy-zenhei'], { stdio: 'ignore', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
   if (r.status !== 0) console.log('ensure-services: fonts-wqy-zenhei not installed; page screenshots may show boxes for Chinese text');
 }
+// `npm run bench` measures the SMS channel beside Kannel, the peer a telecom engineer would
+// pick; it is optional (the bench skips it with a message), so a failed install only warns.
+if (process.argv.includes('--bench') && !existsSync('/usr/sbin/bearerbox') && isRoot && existsSync('/usr/bin/apt-get')) {
+  if (!aptUpdated) spawnSync('apt-get', ['update', '-qq'], { stdio: 'ignore' });
+  const r = spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'kannel'], { stdio: 'ignore', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  if (r.status !== 0) console.log('ensure-services: kannel not installed; the bench runs the SMS section without Kannel beside it');
+}
 console.log('ensure-services: RabbitMQ, PostgreSQL, Dovecot, Chromium and FUSE are ready');
