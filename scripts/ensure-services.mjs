@@ -27,18 +27,31 @@ function fail(line) {
   process.exit(1);
 }
 
+const canApt = isRoot && existsSync('/usr/bin/apt-get');
+
+/** `apt-get install` (after one `apt-get update` per run); its exit status. */
+function aptGet(pkgs, stdio) {
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  if (!aptUpdated) {
+    spawnSync('apt-get', ['update', '-qq'], { stdio, env });
+    aptUpdated = true;
+  }
+  return spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...pkgs], { stdio, env }).status;
+}
+
+/** What the tests need: installed, or one line saying what to install. */
 function aptInstall(pkgs, why) {
-  if (!isRoot || !existsSync('/usr/bin/apt-get')) {
+  if (!canApt) {
     fail(`${why} is missing; install the Debian package(s) ${pkgs.join(' ')} (as root: apt-get install -y ${pkgs.join(' ')})`);
   }
   console.log(`ensure-services: installing ${pkgs.join(' ')} for ${why}`);
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  if (!aptUpdated) {
-    spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
-    aptUpdated = true;
-  }
-  const r = spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...pkgs], { stdio: 'inherit', env });
-  if (r.status !== 0) fail(`could not install ${pkgs.join(' ')} for ${why} (apt-get exited ${r.status})`);
+  const status = aptGet(pkgs, 'inherit');
+  if (status !== 0) fail(`could not install ${pkgs.join(' ')} for ${why} (apt-get exited ${status})`);
+}
+
+/** What helps but is not needed: installed quietly when possible, else one warning. */
+function aptInstallOptional(pkgs, warning) {
+  if (canApt && aptGet(pkgs, 'ignore') !== 0) console.log(`ensure-services: ${warning}`);
 }
 
 async function ensureRabbit() {
@@ -93,15 +106,12 @@ if (!existsSync('/usr/include/fuse3/fuse.h') || !existsSync('/usr/bin/fusermount
   aptInstall(['libfuse3-dev', 'fuse3', 'pkg-config'], 'the read-only filesystem of the fault suite (FUSE 3)');
 }
 // A CJK font, so screenshots of the zh-CN pages show characters rather than boxes (not needed to pass).
-if (!existsSync('/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc') && isRoot && existsSync('/usr/bin/apt-get')) {
-  const r = spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'fonts-wqy-zenhei'], { stdio: 'ignore', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-  if (r.status !== 0) console.log('ensure-services: fonts-wqy-zenhei not installed; page screenshots may show boxes for Chinese text');
+if (!existsSync('/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc')) {
+  aptInstallOptional(['fonts-wqy-zenhei'], 'fonts-wqy-zenhei not installed; page screenshots may show boxes for Chinese text');
 }
 // `npm run bench` measures the SMS channel beside Kannel, the peer a telecom engineer would
 // pick; it is optional (the bench skips it with a message), so a failed install only warns.
-if (process.argv.includes('--bench') && !existsSync('/usr/sbin/bearerbox') && isRoot && existsSync('/usr/bin/apt-get')) {
-  if (!aptUpdated) spawnSync('apt-get', ['update', '-qq'], { stdio: 'ignore' });
-  const r = spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'kannel'], { stdio: 'ignore', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-  if (r.status !== 0) console.log('ensure-services: kannel not installed; the bench runs the SMS section without Kannel beside it');
+if (process.argv.includes('--bench') && !existsSync('/usr/sbin/bearerbox')) {
+  aptInstallOptional(['kannel'], 'kannel not installed; the bench runs the SMS section without Kannel beside it');
 }
 console.log('ensure-services: RabbitMQ, PostgreSQL, Dovecot, Chromium and FUSE are ready');

@@ -11,8 +11,8 @@ export class Slots {
   private readonly waiting: (() => void)[] = [];
 
   constructor(
-    readonly size: number,
-    readonly queue: number,
+    private readonly size: number,
+    private readonly queue: number,
     private readonly what: string,
   ) {}
 
@@ -31,9 +31,5 @@ export class Slots {
       if (next) next();
       else this.held--;
     }
-  }
-
-  get inUse(): number {
-    return this.held;
   }
 }
